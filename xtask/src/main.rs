@@ -1,0 +1,44 @@
+//! `cargo xtask`: the project's own build, environment and test commands.
+//!
+//! Everything a developer or CI runs goes through here so that the README, CI and the
+//! scripts can never disagree about how something is done.
+
+mod env;
+mod gobuild;
+mod paths;
+mod plugins;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Ferry's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the local test environment: one kcp and two Kubernetes API servers on loopback.
+    Env {
+        #[command(subcommand)]
+        action: env::Action,
+    },
+    /// Build the Wasm plugins (first-party and test fixtures) into components.
+    Plugins(plugins::Args),
+    /// Bring the environment up if needed, run every test, bring it down again.
+    Test(test::Args),
+    /// Quick start: environment up, then a short tour of what Ferry builds on.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Env { action } => env::run(action),
+        Command::Plugins(args) => plugins::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Demo => test::demo(),
+    }
+}
