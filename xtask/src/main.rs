@@ -4,6 +4,7 @@
 //! scripts can never disagree about how something is done.
 
 mod env;
+mod pki;
 mod gobuild;
 mod paths;
 mod plugins;

@@ -1,1 +1,39 @@
-//! placeholder
+//! Where things live: the repository, the build cache outside it, and the environment directory.
+
+use std::path::PathBuf;
+
+/// The repository root (the parent of `xtask/`).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The cache for heavy builds, outside the repository so a fresh clone reuses it:
+/// `$FERRY_CACHE`, else `$XDG_CACHE_HOME/ferry`, else `~/.cache/ferry`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERRY_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("ferry");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("ferry")
+}
+
+/// Directory of cached binaries (kcp, kube-apiserver, etcd, kubectl, …).
+pub fn bin_dir() -> PathBuf {
+    cache_dir().join("bin")
+}
+
+/// The environment directory: `$FERRY_ENV_DIR`, else `target/ferry-env` in the repository.
+/// Relative paths are taken from the repository root so every command agrees on it.
+pub fn env_dir() -> PathBuf {
+    match std::env::var_os("FERRY_ENV_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { repo_root().join(dir) }
+        }
+        None => repo_root().join("target").join("ferry-env"),
+    }
+}

@@ -1,0 +1,77 @@
+//! Certificates for a target cluster: a CA, the API server's serving certificate, an admin
+//! client certificate (group `system:masters`) and the service-account signing key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// PEM files written for one cluster.
+pub struct ClusterPki {
+    pub ca_cert: PathBuf,
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    pub service_account_key: PathBuf,
+}
+
+/// Generates a fresh PKI for `cluster` into `dir`.
+pub fn generate(cluster: &str, dir: &Path) -> Result<ClusterPki> {
+    std::fs::create_dir_all(dir)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("ferry test {cluster} CA"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let serving_key = KeyPair::generate()?;
+    let mut serving = CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving_cert = serving.signed_by(&serving_key, &ca)?;
+
+    let admin_key = KeyPair::generate()?;
+    let mut admin = CertificateParams::new(Vec::<String>::new())?;
+    admin.distinguished_name.push(DnType::CommonName, "ferry-admin");
+    admin
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin_cert = admin.signed_by(&admin_key, &ca)?;
+
+    let service_account_key = KeyPair::generate()?;
+
+    let pki = ClusterPki {
+        ca_cert: dir.join("ca.crt"),
+        serving_cert: dir.join("apiserver.crt"),
+        serving_key: dir.join("apiserver.key"),
+        admin_cert: dir.join("admin.crt"),
+        admin_key: dir.join("admin.key"),
+        service_account_key: dir.join("service-account.key"),
+    };
+    std::fs::write(&pki.ca_cert, ca.pem())?;
+    std::fs::write(&pki.serving_cert, serving_cert.pem())?;
+    std::fs::write(&pki.serving_key, serving_key.serialize_pem())?;
+    std::fs::write(&pki.admin_cert, admin_cert.pem())?;
+    std::fs::write(&pki.admin_key, admin_key.serialize_pem())?;
+    std::fs::write(&pki.service_account_key, service_account_key.serialize_pem())?;
+    Ok(pki)
+}
