@@ -1,0 +1,150 @@
+//! The types a plugin hook sees, in host form. They mirror the records of the WIT contract
+//! (`wit/v0.1.0`, package `ferry:sync@0.1.0`) but carry no Wasm or WIT dependency, so the
+//! engine, the CLI and the golden-case harness can build and compare them freely.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A target cluster as the operator configured it: the only facts a placement plugin may
+/// use to choose it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Unique name in Ferry's configuration, e.g. `cluster-1`.
+    pub name: String,
+    /// Labels the operator gave the target, e.g. `region: eu`. Sorted, so plugins see a
+    /// deterministic order.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// A target without labels.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one label (consuming setter, for tests and configuration code).
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Where an upstream object comes from and where its copies go.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectContext {
+    /// kcp logical cluster name of the object's workspace (the `kcp.io/cluster` annotation).
+    pub logical_cluster: String,
+    /// Workspace path such as `root:team-a`, when the engine knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_path: Option<String>,
+    /// Namespace of the upstream object.
+    pub namespace: String,
+    /// Namespace the object maps to on every target. Transform output must land there.
+    pub downstream_namespace: String,
+}
+
+/// One target's copy of the upstream object, the input of status aggregation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Downstream {
+    /// The target the copy lives on.
+    pub target: Target,
+    /// The live object, or `None` when it does not exist (yet) or could not be read.
+    pub object: Option<serde_json::Value>,
+}
+
+/// The hooks of the contract. `Configure` is called before every other hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    /// `configure`: validate the plugin's configuration.
+    Configure,
+    /// `place`: choose targets.
+    Place,
+    /// `transform`: produce the object for one target.
+    Transform,
+    /// `aggregate-status`: fold downstream status into the upstream status.
+    AggregateStatus,
+}
+
+impl Hook {
+    /// The hook's name as written in the WIT contract.
+    #[must_use]
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            Hook::Configure => "configure",
+            Hook::Place => "place",
+            Hook::Transform => "transform",
+            Hook::AggregateStatus => "aggregate-status",
+        }
+    }
+
+    /// The WIT interface that exports the hook (without package and version).
+    #[must_use]
+    pub fn wit_interface(self) -> &'static str {
+        match self {
+            Hook::Configure => "config",
+            Hook::Place => "placement",
+            Hook::Transform => "transform",
+            Hook::AggregateStatus => "status",
+        }
+    }
+
+    /// Every hook, in call order.
+    pub const ALL: [Hook; 4] = [
+        Hook::Configure,
+        Hook::Place,
+        Hook::Transform,
+        Hook::AggregateStatus,
+    ];
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wit_name())
+    }
+}
+
+/// Which case of the WIT `plugin-error` variant a plugin reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginErrorKind {
+    /// The plugin configuration is unusable.
+    InvalidConfig,
+    /// The input object is not something the plugin can handle.
+    InvalidInput,
+    /// The plugin exports the hook but does not implement it.
+    Unsupported,
+    /// Anything else.
+    Failed,
+}
+
+impl fmt::Display for PluginErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PluginErrorKind::InvalidConfig => "invalid config",
+            PluginErrorKind::InvalidInput => "invalid input",
+            PluginErrorKind::Unsupported => "unsupported",
+            PluginErrorKind::Failed => "failed",
+        })
+    }
+}
+
+/// An error a plugin reported through the WIT error variant (as opposed to a trap).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{kind}: {message}")]
+pub struct PluginError {
+    /// Which case of the variant.
+    pub kind: PluginErrorKind,
+    /// The plugin's own explanation, shown to the user as is.
+    pub message: String,
+}
