@@ -1,0 +1,292 @@
+//! `cargo xtask bench plugins`: the cost of a Wasm transform next to the same logic in native
+//! Rust. Prints a table; asserts nothing (timings belong in reports, not in tests).
+//!
+//! The native side compiles `plugins/default-transform/src/logic.rs`, the very file the
+//! plugin is built from, so both sides run identical code.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../plugins/default-transform/src/logic.rs"]
+#[allow(dead_code)]
+mod logic;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use ferry_core::{ObjectContext, Target, TransformPolicy, validate};
+use ferry_wasm::{PluginOptions, ReusedInstance, Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+
+fn main() {
+    let iterations: usize = std::env::var("FERRY_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let path = match ferry_wasm::testing::component("default-transform") {
+        Ok(path) => path,
+        Err(missing) => {
+            eprintln!("{missing}");
+            std::process::exit(1);
+        }
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let object = deployment();
+    let text = object.to_string();
+    let context = ObjectContext {
+        logical_cluster: "2x8mfrq3b9tmwx1v".into(),
+        workspace_path: Some("root:team-a".into()),
+        namespace: "default".into(),
+        downstream_namespace: "ferry-1a2b3c4d".into(),
+    };
+    let target = Target::new("cluster-1").label("region", "eu");
+    let origin = logic::Origin {
+        logical_cluster: &context.logical_cluster,
+        workspace_path: context.workspace_path.as_deref(),
+        downstream_namespace: &context.downstream_namespace,
+    };
+    let policy = TransformPolicy::default();
+
+    // Setup costs, each measured on a fresh runtime so nothing is cached in memory.
+    let compile = median_of(5, || {
+        let runtime = Runtime::new(RuntimeConfig::default().max_instances(8)).unwrap();
+        let started = Instant::now();
+        wasmtime::component::Component::new(runtime.engine(), &bytes).unwrap();
+        started.elapsed()
+    });
+    let cache_dir = std::env::temp_dir().join(format!("ferry-bench-cache-{}", std::process::id()));
+    let cached_config = RuntimeConfig::default()
+        .max_instances(8)
+        .cache_dir(&cache_dir);
+    Runtime::new(cached_config.clone())
+        .unwrap()
+        .load_bytes(&bytes, PluginOptions::default())
+        .unwrap();
+    let load_cached = median_of(5, || {
+        let runtime = Runtime::new(cached_config.clone()).unwrap();
+        let started = Instant::now();
+        runtime
+            .load_bytes(&bytes, PluginOptions::default())
+            .unwrap();
+        started.elapsed()
+    });
+    let _ = std::fs::remove_dir_all(&cache_dir);
+
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let plugin = runtime
+        .load_bytes(&bytes, PluginOptions::default().name("default-transform"))
+        .unwrap();
+
+    // The results must agree before their timings mean anything.
+    let native_out = logic::transform(object.clone(), &origin).unwrap();
+    let wasm_out = plugin
+        .transform(&context, &object, &target)
+        .unwrap()
+        .unwrap();
+    assert_eq!(native_out, wasm_out, "native and Wasm transforms disagree");
+
+    let native = measure(iterations, || {
+        black_box(logic::transform(black_box(&object).clone(), &origin).unwrap());
+    });
+    let native_json = measure(iterations, || {
+        let input = black_box(&object).to_string();
+        let parsed: Value = serde_json::from_str(&input).unwrap();
+        let out = logic::transform(parsed, &origin).unwrap().to_string();
+        black_box(validate::transform(&out, &object, &context, &policy).unwrap());
+    });
+    let mut reused = ReusedInstance::new(&plugin).unwrap();
+    let wasm_reused = measure(iterations, || {
+        let input = black_box(&object).to_string();
+        let out = reused
+            .transform_json(&context, &input, &target)
+            .unwrap()
+            .unwrap();
+        black_box(validate::transform(&out, &object, &context, &policy).unwrap());
+    });
+    let wasm_fresh = measure(iterations, || {
+        black_box(
+            plugin
+                .transform(&context, black_box(&object), &target)
+                .unwrap(),
+        );
+    });
+    let instantiate = measure(iterations, || {
+        plugin.instantiate_only().unwrap();
+    });
+    let instantiate_configure = measure(iterations, || {
+        black_box(ReusedInstance::new(&plugin).unwrap());
+    });
+
+    let base = native.p50;
+    let base_json = native_json.p50;
+    println!();
+    println!(
+        "Ferry plugin benchmark: default-transform on a {} byte Deployment, {iterations} calls each after warm-up",
+        text.len()
+    );
+    println!("component {} bytes ({})", bytes.len(), path.display());
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>9} {:>12}",
+        "per object", "p50", "p99", "mean", "x native", "x native+JSON"
+    );
+    for (name, s) in [
+        ("native Rust (Value in, Value out)", &native),
+        ("native Rust + JSON text in/out + validation", &native_json),
+        ("Wasm, reused instance (+ JSON, validation)", &wasm_reused),
+        ("Wasm, fresh instance per call (engine path)", &wasm_fresh),
+    ] {
+        println!(
+            "{:<44} {:>10} {:>10} {:>10} {:>8.2}x {:>12.2}x",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean),
+            ratio(s.p50, base),
+            ratio(s.p50, base_json)
+        );
+    }
+    println!();
+    println!("{:<44} {:>10} {:>10} {:>10}", "setup", "p50", "p99", "mean");
+    for (name, s) in [
+        ("instantiate (InstancePre, pooling)", &instantiate),
+        ("instantiate + configure", &instantiate_configure),
+    ] {
+        println!(
+            "{:<44} {:>10} {:>10} {:>10}",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean)
+        );
+    }
+    println!(
+        "{:<44} {:>10}",
+        "compile component (median of 5)",
+        fmt(compile)
+    );
+    println!(
+        "{:<44} {:>10}",
+        "load from compiled-code cache (median of 5)",
+        fmt(load_cached)
+    );
+    println!();
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..iterations / 10 + 10 {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    Stats {
+        p50: samples[samples.len() / 2],
+        p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+        mean: total / u32::try_from(samples.len()).unwrap(),
+    }
+}
+
+fn median_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    let mut samples: Vec<Duration> = (0..n).map(|_| f()).collect();
+    samples.sort();
+    samples[n / 2]
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// A Deployment of about 4 KB as kubectl would store it: labels, annotations, managed
+/// fields, two containers with env, resources and probes.
+fn deployment() -> Value {
+    let container = |name: &str, image: &str, port: u16| {
+        json!({
+            "name": name,
+            "image": image,
+            "ports": [{"containerPort": port, "name": "http", "protocol": "TCP"}],
+            "env": [
+                {"name": "LOG_LEVEL", "value": "info"},
+                {"name": "REGION", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['topology.kubernetes.io/region']"}}},
+                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                {"name": "FEATURE_FLAGS", "value": "search,checkout,recommendations"}
+            ],
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5, "failureThreshold": 3},
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": port}, "initialDelaySeconds": 10, "periodSeconds": 10},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/app", "readOnly": true}],
+            "imagePullPolicy": "IfNotPresent"
+        })
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "storefront",
+            "namespace": "shop",
+            "uid": "0b6f9d52-3a57-4c3e-9a0e-2f5d8c1e7a11",
+            "resourceVersion": "918273",
+            "generation": 7,
+            "creationTimestamp": "2026-05-01T10:00:00Z",
+            "labels": {"app": "storefront", "tier": "frontend", "team": "shop", "app.kubernetes.io/version": "2.14.1"},
+            "annotations": {
+                "kcp.io/cluster": "2x8mfrq3b9tmwx1v",
+                "sync.ferry.dev/placement": "region in (eu, us)",
+                "deployment.kubernetes.io/revision": "7",
+                "team.example.com/oncall": "shop-oncall@example.com"
+            },
+            "finalizers": ["sync.ferry.dev/cleanup"],
+            "managedFields": [{
+                "manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "apps/v1",
+                "time": "2026-05-01T10:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:team": {}, "f:tier": {}}},
+                             "f:spec": {"f:replicas": {}, "f:selector": {}, "f:template": {"f:spec": {"f:containers": {}}}}}
+            }]
+        },
+        "spec": {
+            "replicas": 6,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": {"app": "storefront"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": "storefront", "tier": "frontend"},
+                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}},
+                "spec": {
+                    "serviceAccountName": "storefront",
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        container("web", "registry.example.com/shop/storefront:2.14.1", 8080),
+                        container("metrics-sidecar", "registry.example.com/platform/metrics-proxy:1.3.0", 9090)
+                    ],
+                    "volumes": [{"name": "config", "configMap": {"name": "storefront-config"}}],
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100,
+                        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": {"app": "storefront"}}}
+                    }]}}
+                }
+            }
+        },
+        "status": {"observedGeneration": 7, "replicas": 6, "readyReplicas": 6, "availableReplicas": 6, "updatedReplicas": 6}
+    })
+}

@@ -1,0 +1,167 @@
+//! Runtime-wide settings and per-plugin limits, each default explained.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_core::TransformPolicy;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Settings shared by every plugin of one [`Runtime`](crate::Runtime).
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Most plugin instances alive at the same time (pooling allocator slots).
+    ///
+    /// Default 64. Each call holds one instance for its duration only, and the engine runs
+    /// calls on a bounded blocking pool, so this is a concurrency bound, not a count of
+    /// plugins. Slots are virtual-memory reservations: idle ones cost no resident memory.
+    /// A call that finds every slot taken fails with [`CallError::Busy`](crate::CallError)
+    /// and is retried by the engine like any other transient error.
+    pub max_instances: u32,
+    /// Ceiling of any plugin's memory cap, in bytes: the size of each pooled memory slot.
+    ///
+    /// Default 256 MiB, four times the default per-plugin cap, so operators can raise a
+    /// plugin's cap without restarting with another runtime configuration.
+    pub max_memory_per_instance: u64,
+    /// Interval of the epoch ticker, i.e. the granularity of deadlines.
+    ///
+    /// Default 10 ms: a deadline fires between `deadline` and `deadline + tick` after the
+    /// call starts. One thread per runtime increments the epoch; at 100 wakeups per second
+    /// its cost is negligible, and epoch checks cost guests about 20% against ~33% for fuel
+    /// (DESIGN.md §4 measurements).
+    pub epoch_tick: Duration,
+    /// Directory for compiled code, keyed by component digest and engine build. `None`
+    /// (default) compiles in memory only. Compiling takes tens of milliseconds per plugin;
+    /// loading cached code well under one, which matters for CLI runs more than for the
+    /// long-running engine.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 64,
+            max_memory_per_instance: 256 * MIB,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: None,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Sets [`RuntimeConfig::max_instances`].
+    #[must_use]
+    pub fn max_instances(mut self, n: u32) -> Self {
+        self.max_instances = n;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::max_memory_per_instance`].
+    #[must_use]
+    pub fn max_memory_per_instance(mut self, bytes: u64) -> Self {
+        self.max_memory_per_instance = bytes;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::epoch_tick`].
+    #[must_use]
+    pub fn epoch_tick(mut self, tick: Duration) -> Self {
+        self.epoch_tick = tick;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::cache_dir`].
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+}
+
+/// Limits of one plugin, applied to every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time one call may take, from instantiation to the hook's return.
+    ///
+    /// Default 250 ms. A transform of a 4 KB object takes tens of microseconds and even a
+    /// 1.5 MiB object (etcd's limit) parses in a few milliseconds, so a call near the deadline
+    /// is a bug, not a big object. The margin absorbs a loaded node: the deadline is wall
+    /// time, and a preempted thread must not fail healthy plugins. It stays short enough that
+    /// a looping plugin holds a worker thread for a quarter second per retry, not minutes.
+    pub deadline: Duration,
+    /// Linear memory one instance may use, in bytes.
+    ///
+    /// Default 64 MiB. The largest object Kubernetes stores is about 1.5 MiB of JSON, which
+    /// a `serde_json::Value` inflates roughly tenfold; a plugin holds the input, its parse and
+    /// its output at once. 64 MiB leaves room for that with margin and keeps 64 concurrent
+    /// instances within 4 GiB in the worst case.
+    pub memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(250),
+            memory: 64 * MIB,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::deadline`].
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets [`Limits::memory`].
+    #[must_use]
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
+        self
+    }
+}
+
+/// How to load one plugin.
+#[derive(Clone, Debug, Default)]
+pub struct PluginOptions {
+    /// Name used in errors, logs and metrics; defaults to the file stem or `"plugin"`.
+    pub name: Option<String>,
+    /// Configuration passed to the plugin's `configure` hook as JSON (`null` for none).
+    pub config: serde_json::Value,
+    /// Limits of every call.
+    pub limits: Limits,
+    /// What transform output may change beyond the defaults.
+    pub transform_policy: TransformPolicy,
+}
+
+impl PluginOptions {
+    /// Sets [`PluginOptions::name`].
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets [`PluginOptions::config`].
+    #[must_use]
+    pub fn config(mut self, config: serde_json::Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`PluginOptions::limits`].
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets [`PluginOptions::transform_policy`].
+    #[must_use]
+    pub fn transform_policy(mut self, policy: TransformPolicy) -> Self {
+        self.transform_policy = policy;
+        self
+    }
+}

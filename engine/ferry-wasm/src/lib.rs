@@ -1,0 +1,42 @@
+//! Ferry's sandboxed WebAssembly runtime for plugins (WIT `ferry:sync@0.1.0`).
+//!
+//! ```no_run
+//! use ferry_wasm::{PluginOptions, Runtime, RuntimeConfig};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let plugin = runtime.load_file("target/plugins/default-transform.wasm", PluginOptions::default())?;
+//! # let (context, object, target) = (Default::default(), serde_json::json!({}), Default::default());
+//! let downstream = plugin.transform(&context, &object, &target)?;
+//! # Ok(()) }
+//! ```
+//!
+//! How the sandbox holds (each point explained where it is implemented):
+//! - components are compiled once per content digest ([`Runtime`]), optionally cached on disk;
+//! - every call gets a fresh `Store` and instance from an `InstancePre` and the pooling
+//!   allocator, so nothing leaks between calls and a trapped instance is never reused;
+//! - every call has an epoch deadline and every instance a memory cap ([`Limits`]);
+//! - the only import granted is structured logging; any other import (e.g. WASI) is linked
+//!   to a stub that fails the call ([`CallError::CapabilityDenied`]);
+//! - the contract version is checked from the component's type before instantiation;
+//! - output is validated ([`ferry_core::validate`]) before a caller sees it.
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod cases;
+mod config;
+mod contract;
+mod error;
+mod log;
+mod plugin;
+mod reuse;
+mod runtime;
+pub mod testing;
+
+pub use config::{Limits, PluginOptions, RuntimeConfig};
+pub use error::{CallError, ErrorKind, LoadError};
+pub use plugin::Plugin;
+pub use reuse::ReusedInstance;
+pub use runtime::{Runtime, RuntimeError};
+
+/// Versions of the `ferry:sync` contract this runtime can load.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[bindings::v0_1_0::VERSION];

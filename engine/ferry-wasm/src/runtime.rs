@@ -1,0 +1,238 @@
+//! The runtime: one wasmtime engine with a pooling allocator and an epoch ticker, plus the
+//! cache of compiled plugins. Plugins loaded from it are cheap handles onto shared state.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::{PluginOptions, RuntimeConfig};
+use crate::error::LoadError;
+use crate::plugin::Plugin;
+
+/// Why the runtime itself could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the Wasm runtime")]
+pub struct RuntimeError(#[source] wasmtime::Error);
+
+/// Loads and runs plugins. Cheap to clone; every clone shares the engine, the instance pool,
+/// the compile cache and the epoch ticker, which stops when the last clone and the last
+/// plugin loaded from it are dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: RuntimeConfig,
+    /// Compiled components by SHA-256 of their bytes: loading the same plugin for several
+    /// resources (or reloading an unchanged file) compiles it once.
+    compiled: Mutex<HashMap<String, Component>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime: builds the engine and starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.max_instances)
+            // A Rust component has one core module plus the small shim modules the
+            // component model adds; its memory and table are one each.
+            .total_core_instances(config.max_instances * 4)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances * 2)
+            .max_memory_size(usize::try_from(config.max_memory_per_instance).unwrap_or(usize::MAX))
+            // Keep a few pages of each freed slot resident so the next instantiation does
+            // not fault them back in: this is most of the fresh-instance cost.
+            .linear_memory_keep_resident(64 * 1024);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            // Deadlines: the ticker thread increments the epoch, each Store sets how many
+            // ticks it may run.
+            .epoch_interruption(true)
+            // Deep recursion in a guest becomes a trap well before the host's own stack
+            // (tokio blocking threads have 2 MiB) is at risk.
+            .max_wasm_stack(512 * 1024)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(RuntimeError)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop))
+            .map_err(|e| RuntimeError(e.into()))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                config,
+                compiled: Mutex::new(HashMap::new()),
+                stop,
+            }),
+        })
+    }
+
+    /// Loads a plugin from a component file. The name defaults to the file stem.
+    pub fn load_file(
+        &self,
+        path: impl AsRef<Path>,
+        options: PluginOptions,
+    ) -> Result<Plugin, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let options = match options.name {
+            Some(_) => options,
+            None => {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                PluginOptions {
+                    name: stem,
+                    ..options
+                }
+            }
+        };
+        self.load_bytes(&bytes, options)
+    }
+
+    /// Loads a plugin from component bytes: compiles it (or takes it from the cache),
+    /// checks its contract version, links it and validates its configuration by calling
+    /// `configure` once.
+    pub fn load_bytes(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
+        let name = options.name.clone().unwrap_or_else(|| "plugin".to_owned());
+        let digest = sha256_hex(bytes);
+        let component = self.compile(&name, &digest, bytes)?;
+        Plugin::new(self.clone(), name, digest, component, options)
+    }
+
+    /// Compiles a component once per digest, through the optional on-disk cache.
+    fn compile(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        let compiled = self
+            .shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .cloned();
+        if let Some(component) = compiled {
+            return Ok(component);
+        }
+        let engine = &self.shared.engine;
+        let cached_path = self
+            .shared
+            .config
+            .cache_dir
+            .as_deref()
+            .map(|dir| dir.join(format!("{digest}-{:016x}.cwasm", engine_hash(engine))));
+        let component = match cached_path.as_deref().and_then(|p| load_cached(engine, p)) {
+            Some(component) => component,
+            None => {
+                let component =
+                    Component::new(engine, bytes).map_err(|source| LoadError::Compile {
+                        plugin: name.to_owned(),
+                        source,
+                    })?;
+                if let Some(path) = &cached_path {
+                    store_cached(&component, path);
+                }
+                component
+            }
+        };
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest.to_owned(), component.clone());
+        Ok(component)
+    }
+
+    /// The wasmtime engine (benchmarks and diagnostics).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+}
+
+/// One thread per runtime: sleeps a tick, increments the epoch, and exits once the runtime
+/// is gone. Deadlines are counted in these ticks.
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("ferry-wasm-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .map(drop)
+}
+
+/// Hex SHA-256 of the component: the key of both caches and the plugin's identity in
+/// metrics.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Identifies the engine build and settings, so cached code from another wasmtime version
+/// or configuration is never even tried.
+fn engine_hash(engine: &Engine) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Loads precompiled code from the cache directory; any failure means "compile instead".
+#[allow(unsafe_code)]
+fn load_cached(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: deserializing runs native code produced earlier. The files are written only
+    // by `store_cached` below, into a directory the operator configured for this purpose,
+    // named by the digest of the source and the engine's compatibility hash; wasmtime also
+    // checks the header against this engine. Anyone able to write there could replace the
+    // Ferry binary itself.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(component) => Some(component),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "ignoring unusable compiled-code cache entry");
+            None
+        }
+    }
+}
+
+/// Writes compiled code atomically (temporary file, then rename); a failure only costs a
+/// recompilation next time.
+fn store_cached(component: &Component, path: &Path) {
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let dir = path.parent().ok_or("cache path has no parent")?;
+        std::fs::create_dir_all(dir)?;
+        let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, component.serialize()?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "cannot write compiled-code cache entry");
+    }
+}

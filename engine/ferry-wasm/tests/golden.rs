@@ -1,0 +1,62 @@
+//! Golden cases of every first-party plugin (`plugins/<name>/cases/`).
+
+mod common;
+
+use ferry_wasm::PluginOptions;
+use ferry_wasm::cases;
+
+fn run_cases(plugin: &str) {
+    let runtime = common::runtime();
+    let component = common::component(plugin);
+    let dir = ferry_wasm::testing::repo_root()
+        .join("plugins")
+        .join(plugin)
+        .join("cases");
+    let cases = cases::load_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
+    assert!(
+        !cases.is_empty(),
+        "{plugin} has no golden cases in {}",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    for case in &cases {
+        let outcome = case
+            .run(&runtime, &component, &PluginOptions::default())
+            .unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
+        if !outcome.passed {
+            failures.push(format!(
+                "--- {plugin}/{}\n{}",
+                case.name,
+                outcome.diff.unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn label_placement_matches_its_golden_cases() {
+    run_cases("label-placement");
+}
+
+#[test]
+fn default_transform_matches_its_golden_cases() {
+    run_cases("default-transform");
+}
+
+#[test]
+fn deployment_status_matches_its_golden_cases() {
+    run_cases("deployment-status");
+}
+
+#[test]
+fn passthrough_status_matches_its_golden_cases() {
+    run_cases("passthrough-status");
+}
