@@ -83,7 +83,14 @@ fn is_ours(proc: &Proc) -> bool {
     };
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let alive = std::fs::read_to_string(format!("/proc/{}/stat", proc.pid))
-        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false);
     alive && argv0 == proc.binary.as_os_str().as_encoded_bytes()
 }
@@ -116,7 +123,10 @@ fn stop_processes(procs: &[Proc]) {
         std::thread::sleep(Duration::from_millis(200));
     }
     for proc in live.iter().filter(|p| is_ours(p)) {
-        eprintln!("    {} (pid {}) ignored SIGTERM; killing it", proc.name, proc.pid);
+        eprintln!(
+            "    {} (pid {}) ignored SIGTERM; killing it",
+            proc.name, proc.pid
+        );
         signal(proc.pid, libc::SIGKILL);
     }
 }
@@ -245,7 +255,10 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             format!("--client-ca-file={}", pki.ca_cert.display()),
             "--authorization-mode=RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_public_key.display()
+            ),
             format!(
                 "--service-account-signing-key-file={}",
                 pki.service_account_key.display()
@@ -267,7 +280,10 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             // No serving port: nothing scrapes it here, and it saves two ports per cluster.
             "--secure-port=0".into(),
             "--leader-elect=false".into(),
-            format!("--service-account-private-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-private-key-file={}",
+                pki.service_account_key.display()
+            ),
             format!("--root-ca-file={}", pki.ca_cert.display()),
             "--use-service-account-credentials=false".into(),
             "--profiling=false".into(),
@@ -287,7 +303,12 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
         .state
         .endpoints
         .push((name.to_string(), format!("https://127.0.0.1:{api_port}")));
-    Ok(ClusterPlan { name, dir, api_port, kubeconfig })
+    Ok(ClusterPlan {
+        name,
+        dir,
+        api_port,
+        kubeconfig,
+    })
 }
 
 fn write_kubeconfig(path: &Path, name: &str, port: u16, pki: &pki::ClusterPki) -> Result<()> {
@@ -350,7 +371,11 @@ fn running(dir: &Path) -> bool {
         && state.processes.iter().all(is_ours)
         && kubectl(&dir.join("kcp.kubeconfig"), &["get", "--raw", "/readyz"]).is_ok()
         && CLUSTERS.iter().all(|c| {
-            kubectl(&dir.join(format!("{c}.kubeconfig")), &["get", "--raw", "/readyz"]).is_ok()
+            kubectl(
+                &dir.join(format!("{c}.kubeconfig")),
+                &["get", "--raw", "/readyz"],
+            )
+            .is_ok()
         })
 }
 
@@ -365,7 +390,10 @@ pub fn up() -> Result<Env> {
         return Ok(Env { dir });
     }
     if let Some(stale) = load_state(&dir) {
-        eprintln!("==> cleaning up a previous environment in {}", dir.display());
+        eprintln!(
+            "==> cleaning up a previous environment in {}",
+            dir.display()
+        );
         stop_processes(&stale.processes);
     }
     if dir.exists() {
@@ -374,8 +402,15 @@ pub fn up() -> Result<Env> {
     }
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    eprintln!("==> starting kcp and {} target clusters in {}", CLUSTERS.len(), dir.display());
-    let mut launcher = Launcher { env: &dir, state: State::default() };
+    eprintln!(
+        "==> starting kcp and {} target clusters in {}",
+        CLUSTERS.len(),
+        dir.display()
+    );
+    let mut launcher = Launcher {
+        env: &dir,
+        state: State::default(),
+    };
     let result = start_all(&mut launcher);
     if let Err(err) = result {
         eprintln!("==> start-up failed; stopping what was started");
@@ -397,9 +432,12 @@ fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
 
     let deadline = Instant::now() + READY_TIMEOUT;
     for cluster in &clusters {
-        wait_until(launcher, deadline, &format!("{}-apiserver", cluster.name), || {
-            kubectl(&cluster.kubeconfig, &["get", "--raw", "/readyz"]).map(|_| ())
-        })?;
+        wait_until(
+            launcher,
+            deadline,
+            &format!("{}-apiserver", cluster.name),
+            || kubectl(&cluster.kubeconfig, &["get", "--raw", "/readyz"]).map(|_| ()),
+        )?;
         for part in ["etcd", "controller-manager", "scheduler"] {
             launcher.check_alive(&format!("{}-{part}", cluster.name))?;
         }
@@ -419,11 +457,19 @@ fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
         }
         kubectl(&admin, &["get", "--raw", "/readyz"])?;
         // Ready means the root workspace serves the tenancy API, not only /readyz.
-        kubectl(&admin, &["--context=root", "get", "workspaces.tenancy.kcp.io"])?;
+        kubectl(
+            &admin,
+            &["--context=root", "get", "workspaces.tenancy.kcp.io"],
+        )?;
         Ok(())
     })?;
     std::fs::copy(&admin, &kubeconfig)?;
-    eprintln!("    kcp ready: https://127.0.0.1:{} (data in {})", kcp.port, kcp.root.display());
+    save_state(launcher.env, &launcher.state)?;
+    eprintln!(
+        "    kcp ready: https://127.0.0.1:{} (data in {})",
+        kcp.port,
+        kcp.root.display()
+    );
     Ok(())
 }
 
@@ -445,7 +491,13 @@ fn wait_until(
                 .processes
                 .iter()
                 .find(|p| p.name == name)
-                .map(|p| format!("\nlast lines of {}:\n{}", p.log.display(), tail_file(&p.log, 25)))
+                .map(|p| {
+                    format!(
+                        "\nlast lines of {}:\n{}",
+                        p.log.display(),
+                        tail_file(&p.log, 25)
+                    )
+                })
                 .unwrap_or_default();
             bail!(
                 "{name} was not ready after {}s: {err}{log}",
@@ -469,7 +521,10 @@ fn write_env_script(dir: &Path) -> Result<()> {
 
 fn print_status(dir: &Path) -> Result<()> {
     let Some(state) = load_state(dir) else {
-        println!("no environment in {} (run `cargo xtask env up`)", dir.display());
+        println!(
+            "no environment in {} (run `cargo xtask env up`)",
+            dir.display()
+        );
         return Ok(());
     };
     println!("environment: {}", dir.display());
@@ -483,17 +538,32 @@ fn print_status(dir: &Path) -> Result<()> {
         } else {
             "stopped".into()
         };
-        println!("  {:<28} {:>8} {:>9}  {}", proc.name, proc.pid, rss, proc.log.display());
+        println!(
+            "  {:<28} {:>8} {:>9}  {}",
+            proc.name,
+            proc.pid,
+            rss,
+            proc.log.display()
+        );
     }
     println!("kubeconfigs:");
-    println!("  kcp        {}  (contexts: root, base, system:admin)", dir.join("kcp.kubeconfig").display());
+    println!(
+        "  kcp        {}  (contexts: root, base, system:admin)",
+        dir.join("kcp.kubeconfig").display()
+    );
     for c in CLUSTERS {
-        println!("  {c:<10} {}", dir.join(format!("{c}.kubeconfig")).display());
+        println!(
+            "  {c:<10} {}",
+            dir.join(format!("{c}.kubeconfig")).display()
+        );
     }
     println!("use them from a shell:");
     println!("  source {}", dir.join("env.sh").display());
     println!("  kubectl get workspaces            # kcp, root workspace");
-    println!("  kubectl --kubeconfig {} get ns", dir.join("cluster-1.kubeconfig").display());
+    println!(
+        "  kubectl --kubeconfig {} get ns",
+        dir.join("cluster-1.kubeconfig").display()
+    );
     println!("stop: cargo xtask env down");
     Ok(())
 }
@@ -506,7 +576,10 @@ pub fn down() -> Result<()> {
         eprintln!("no environment running in {}", dir.display());
         return Ok(());
     };
-    eprintln!("==> stopping {} processes", state.processes.iter().filter(|p| is_ours(p)).count());
+    eprintln!(
+        "==> stopping {} processes",
+        state.processes.iter().filter(|p| is_ours(p)).count()
+    );
     stop_processes(&state.processes);
     std::fs::remove_file(state_path(&dir))?;
     eprintln!("==> stopped");

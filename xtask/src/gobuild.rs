@@ -24,6 +24,24 @@ pub struct Bundle {
     pub module_dir: &'static str,
     /// Go packages to build; each becomes a binary named after its last path element.
     pub packages: &'static [&'static str],
+    /// Modules copied from the module cache into the wrapper module before building.
+    pub local_copies: &'static [LocalCopy],
+    /// The version the binaries report (`kubectl version`, discovery). Kubernetes components
+    /// also derive their API compatibility version from it, so it must be a real one.
+    pub reported_version: &'static str,
+}
+
+/// A published module copied into a (git-ignored) directory of the wrapper module, with files
+/// of ours added, for a `replace … => ./dir` directive. Used where the version a project needs
+/// is not on the module proxy and a published neighbour differs from it only slightly; the
+/// files we add say why.
+pub struct LocalCopy {
+    pub module: &'static str,
+    pub version: &'static str,
+    /// Destination, relative to the wrapper module.
+    pub dir: &'static str,
+    /// (file in the wrapper module, destination inside the copy).
+    pub add: &'static [(&'static str, &'static str)],
 }
 
 /// kcp, from `tests/env/kcp` (see the comment in its go.mod for the replace directives).
@@ -32,6 +50,16 @@ pub const KCP: Bundle = Bundle {
     version: "v0.32.3",
     module_dir: "tests/env/kcp",
     packages: &["github.com/kcp-dev/kcp/cmd/kcp"],
+    reported_version: "v1.36.0+kcp-v0.32.3",
+    local_copies: &[LocalCopy {
+        module: "github.com/kcp-dev/virtual-workspace-framework",
+        version: "v0.31.2",
+        dir: "_vwf",
+        add: &[(
+            "_overlay/forwardingregistry_compat.go",
+            "pkg/forwardingregistry/ferry_compat.go",
+        )],
+    }],
 };
 
 /// The target clusters' binaries plus kubectl, from `tests/env/kubernetes`.
@@ -46,6 +74,8 @@ pub const KUBERNETES: Bundle = Bundle {
         "k8s.io/kubernetes/cmd/kubectl",
         "./etcd",
     ],
+    local_copies: &[],
+    reported_version: "v1.36.5",
 };
 
 impl Bundle {
@@ -63,17 +93,53 @@ impl Bundle {
         let dir = paths::repo_root().join(self.module_dir);
         let mut files = Vec::new();
         collect_files(&dir, &mut files)?;
+        files.retain(|f| {
+            !self
+                .local_copies
+                .iter()
+                .any(|c| f.starts_with(dir.join(c.dir)))
+        });
         files.sort();
-        // FNV-1a over names and contents: enough to notice an edited go.mod, no extra crate.
+        // FNV-1a over the link flags and the files' names and contents: enough to notice an
+        // edited go.mod, no extra crate.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut inputs = vec![(self.ldflags(), Vec::new())];
         for file in files {
-            let rel = file.strip_prefix(&dir).unwrap_or(&file).to_string_lossy().into_owned();
-            for byte in rel.bytes().chain(std::fs::read(&file)?) {
+            let rel = file
+                .strip_prefix(&dir)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .into_owned();
+            let content = std::fs::read(&file)?;
+            inputs.push((rel, content));
+        }
+        for (name, content) in inputs {
+            for byte in name.bytes().chain(content) {
                 hash ^= u64::from(byte);
                 hash = hash.wrapping_mul(0x0100_0000_01b3);
             }
         }
         Ok(format!("{hash:016x}"))
+    }
+
+    fn ldflags(&self) -> String {
+        let version = self.reported_version;
+        let mut parts = version.trim_start_matches('v').split(['.', '+']);
+        let major = parts.next().unwrap_or("1");
+        let minor = parts.next().unwrap_or("0");
+        [
+            "k8s.io/client-go/pkg/version",
+            "k8s.io/component-base/version",
+        ]
+        .iter()
+        .map(|pkg| {
+            format!(
+                "-X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} \
+                     -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
     }
 
     /// Builds the bundle unless the cache already holds binaries of the same wrapper module.
@@ -95,6 +161,9 @@ impl Bundle {
             dir.display()
         );
         eprintln!("    downloading Go modules…");
+        for copy in self.local_copies {
+            copy.prepare(&module)?;
+        }
         let out = go_command(&module)
             .args(["mod", "download"])
             .output()
@@ -115,6 +184,7 @@ impl Bundle {
         let mut child = go_command(&module)
             .arg("build")
             .arg("-v")
+            .arg(format!("-ldflags={}", self.ldflags()))
             .arg("-o")
             .arg(format!("{}/", staging.display()))
             .args(self.packages)
@@ -144,7 +214,11 @@ impl Bundle {
         }
         let status = child.wait()?;
         if !status.success() {
-            bail!("building {} failed:\n{}", self.name, tail(&log.join("\n"), 40));
+            bail!(
+                "building {} failed:\n{}",
+                self.name,
+                tail(&log.join("\n"), 40)
+            );
         }
         std::fs::write(staging.join(".stamp"), &stamp)?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -156,6 +230,49 @@ impl Bundle {
         );
         Ok(dir)
     }
+}
+
+impl LocalCopy {
+    fn prepare(&self, module: &Path) -> Result<()> {
+        let spec = format!("{}@{}", self.module, self.version);
+        // Run outside the wrapper module: its go.mod points at the copy we are about to make.
+        let out = go_command(&std::env::temp_dir())
+            .env("GOFLAGS", "-mod=mod")
+            .args(["mod", "download", "-json", &spec])
+            .output()
+            .context("running `go mod download`")?;
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("`go mod download {spec}` printed no JSON"))?;
+        let Some(source) = info.get("Dir").and_then(|d| d.as_str()) else {
+            bail!(
+                "could not download {spec} from the Go module proxy: {}",
+                info["Error"]
+            );
+        };
+        let dest = module.join(self.dir);
+        let _ = std::fs::remove_dir_all(&dest);
+        copy_tree(Path::new(source), &dest)?;
+        for (from, to) in self.add {
+            std::fs::copy(module.join(from), dest.join(to))
+                .with_context(|| format!("adding {from} to the copy of {spec}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies a directory tree; files come out writable (the module cache's are read-only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::write(&target, std::fs::read(entry.path())?)?;
+        }
+    }
+    Ok(())
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -4,10 +4,11 @@
 //! scripts can never disagree about how something is done.
 
 mod env;
-mod pki;
 mod gobuild;
 mod paths;
+mod pki;
 mod plugins;
+mod schemas;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Test(test::Args),
     /// Quick start: environment up, then a short tour of what Ferry builds on.
     Demo,
+    /// Regenerate the APIResourceSchemas in examples/provider from Kubernetes' OpenAPI.
+    GenSchemas,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Plugins(args) => plugins::run(args),
         Command::Test(args) => test::run(args),
         Command::Demo => test::demo(),
+        Command::GenSchemas => schemas::run(),
     }
 }

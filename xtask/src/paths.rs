@@ -32,7 +32,11 @@ pub fn env_dir() -> PathBuf {
     match std::env::var_os("FERRY_ENV_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { repo_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
         }
         None => repo_root().join("target").join("ferry-env"),
     }

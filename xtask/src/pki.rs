@@ -17,6 +17,7 @@ pub struct ClusterPki {
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
     pub service_account_key: PathBuf,
+    pub service_account_public_key: PathBuf,
 }
 
 /// Generates a fresh PKI for `cluster` into `dir`.
@@ -50,7 +51,9 @@ pub fn generate(cluster: &str, dir: &Path) -> Result<ClusterPki> {
 
     let admin_key = KeyPair::generate()?;
     let mut admin = CertificateParams::new(Vec::<String>::new())?;
-    admin.distinguished_name.push(DnType::CommonName, "ferry-admin");
+    admin
+        .distinguished_name
+        .push(DnType::CommonName, "ferry-admin");
     admin
         .distinguished_name
         .push(DnType::OrganizationName, "system:masters");
@@ -66,12 +69,20 @@ pub fn generate(cluster: &str, dir: &Path) -> Result<ClusterPki> {
         admin_cert: dir.join("admin.crt"),
         admin_key: dir.join("admin.key"),
         service_account_key: dir.join("service-account.key"),
+        service_account_public_key: dir.join("service-account.pub"),
     };
     std::fs::write(&pki.ca_cert, ca.pem())?;
     std::fs::write(&pki.serving_cert, serving_cert.pem())?;
     std::fs::write(&pki.serving_key, serving_key.serialize_pem())?;
     std::fs::write(&pki.admin_cert, admin_cert.pem())?;
     std::fs::write(&pki.admin_key, admin_key.serialize_pem())?;
-    std::fs::write(&pki.service_account_key, service_account_key.serialize_pem())?;
+    std::fs::write(
+        &pki.service_account_key,
+        service_account_key.serialize_pem(),
+    )?;
+    std::fs::write(
+        &pki.service_account_public_key,
+        service_account_key.public_key_pem(),
+    )?;
     Ok(pki)
 }

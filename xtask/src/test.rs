@@ -33,8 +33,11 @@ fn env_running() -> bool {
     // `env up` reuses a healthy environment; remember whether there was one so we only stop
     // what we started.
     paths::env_dir().join("state.json").exists()
-        && env::kubectl(&paths::env_dir().join("kcp.kubeconfig"), &["get", "--raw", "/readyz"])
-            .is_ok()
+        && env::kubectl(
+            &paths::env_dir().join("kcp.kubeconfig"),
+            &["get", "--raw", "/readyz"],
+        )
+        .is_ok()
 }
 
 fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
@@ -59,10 +62,19 @@ fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
 pub fn demo() -> Result<()> {
     let env = env::up()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("==> touring the kcp model (provider workspace, export, tenant binding, virtual workspace)");
+    eprintln!(
+        "==> touring the kcp model (provider workspace, export, tenant binding, virtual workspace)"
+    );
     let status = Command::new(cargo)
         .current_dir(paths::repo_root())
-        .args(["run", "--quiet", "--package", "ferry-e2e", "--bin", "kcp-tour"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "ferry-e2e",
+            "--bin",
+            "kcp-tour",
+        ])
         .env("FERRY_ENV_DIR", &env.dir)
         .status()
         .context("running the tour")?;

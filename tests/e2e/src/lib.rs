@@ -1,1 +1,122 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: finding the environment started by
+//! `cargo xtask env up`, and talking to kcp workspaces, virtual workspaces and target clusters.
+
+pub mod kcp;
+pub mod kcp_model;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The running test environment.
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// Directory with the kubeconfigs and state of `cargo xtask env up`.
+    pub dir: PathBuf,
+}
+
+/// Names of the target clusters, as `cargo xtask env up` starts them.
+pub const CLUSTERS: [&str; 2] = ["cluster-1", "cluster-2"];
+
+impl Env {
+    /// The environment named by `FERRY_ENV_DIR` (else `target/ferry-env`), if one is running.
+    ///
+    /// When it is not running: with `FERRY_E2E=required` (as `cargo xtask test` sets) this is an
+    /// error, otherwise `None` so a plain `cargo test` skips end-to-end tests with a notice.
+    pub fn get() -> Result<Option<Env>> {
+        let dir = match std::env::var_os("FERRY_ENV_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ferry-env"),
+        };
+        let present = dir.join("state.json").exists() && dir.join("kcp.kubeconfig").exists();
+        if present {
+            return Ok(Some(Env { dir }));
+        }
+        if std::env::var("FERRY_E2E").as_deref() == Ok("required") {
+            bail!(
+                "no test environment in {} (run the tests with `cargo xtask test`, or start one \
+                 with `cargo xtask env up`)",
+                dir.display()
+            );
+        }
+        eprintln!(
+            "skipping end-to-end test: no environment in {} (use `cargo xtask test`)",
+            dir.display()
+        );
+        Ok(None)
+    }
+
+    /// Path of the kcp admin kubeconfig.
+    pub fn kcp_kubeconfig(&self) -> PathBuf {
+        self.dir.join("kcp.kubeconfig")
+    }
+
+    /// Path of a target cluster's admin kubeconfig.
+    pub fn cluster_kubeconfig(&self, cluster: &str) -> PathBuf {
+        self.dir.join(format!("{cluster}.kubeconfig"))
+    }
+
+    /// A client for a target cluster.
+    pub async fn cluster_client(&self, cluster: &str) -> Result<kube::Client> {
+        client_from_kubeconfig(&self.cluster_kubeconfig(cluster), None).await
+    }
+}
+
+/// Builds a client from a kubeconfig file and optional context.
+pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Client> {
+    let config = config_from_kubeconfig(path, context).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Loads a kube config from a kubeconfig file and optional context.
+pub async fn config_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Config> {
+    let kubeconfig =
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?)
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` with the last
+/// error so a failing test says what it was waiting for.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("condition not met");
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last = format!("{err:#}"),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A name suffix unique to this process, so tests can share one environment and rerun.
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+        .chars()
+        .rev()
+        .take(8)
+        .collect()
+}
+
+/// The repository root, for reading files under `examples/`.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -3,9 +3,10 @@
 // `go install github.com/kcp-dev/kcp/cmd/kcp@v0.32.3` is refused because kcp's go.mod has replace
 // directives, so this module requires kcp and repeats them: the k8s.io/* modules point at kcp's
 // Kubernetes fork (copied verbatim from kcp v0.32.3's go.mod), and kcp's local ./staging modules
-// point at their published versions. virtual-workspace-framework has no v0.32 tag on the module
-// proxy; v0.31.2 is the newest published and is API-compatible with what cmd/kcp uses.
-// Built by `cargo xtask env up`; see docs/test-environment.md.
+// point at their published versions. virtual-workspace-framework has no v0.32 version on the
+// module proxy: `cargo xtask env up` copies the published v0.31.2 into ./_vwf (git-ignored) and
+// adds the one function kcp v0.32.3 needs from v0.32 (see _overlay/). Built by
+// `cargo xtask env up`; see docs/test-environment.md.
 module ferry.dev/tests/env/kcp
 
 go 1.26.0
@@ -185,7 +186,7 @@ replace (
 	github.com/kcp-dev/client-go => github.com/kcp-dev/client-go v0.32.3
 	github.com/kcp-dev/code-generator/v3 => github.com/kcp-dev/code-generator/v3 v3.32.3
 	github.com/kcp-dev/sdk => github.com/kcp-dev/sdk v0.32.3
-	github.com/kcp-dev/virtual-workspace-framework => github.com/kcp-dev/virtual-workspace-framework v0.31.2
+	github.com/kcp-dev/virtual-workspace-framework => ./_vwf
 )
 
 replace (
