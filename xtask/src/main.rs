@@ -3,6 +3,7 @@
 //! Everything a developer or CI runs goes through here so that the README, CI and the
 //! scripts can never disagree about how something is done.
 
+mod bench;
 mod env;
 mod gobuild;
 mod paths;
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Build the Wasm plugins (first-party and test fixtures) into components.
     Plugins(plugins::Args),
+    /// Run a benchmark and print its table (`cargo xtask bench plugins`).
+    Bench(bench::Args),
     /// Bring the environment up if needed, run every test, bring it down again.
     Test(test::Args),
     /// Quick start: environment up, then a short tour of what Ferry builds on.
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Env { action } => env::run(action),
         Command::Plugins(args) => plugins::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::Demo => test::demo(),
         Command::GenSchemas => schemas::run(),
