@@ -17,9 +17,11 @@ pub struct Args {
     cargo_args: Vec<String>,
 }
 
-/// Brings the environment up if needed, runs every test of the workspace, and brings the
+/// Builds the plugins, brings the environment up if needed, runs every test of the workspace, and brings the
 /// environment down again if this run started it (also when tests fail).
 pub fn run(args: Args) -> Result<()> {
+    // Components first: the runtime's tests and golden cases load them.
+    crate::plugins::run(crate::plugins::Args::default())?;
     let was_running = env_running();
     let env = env::up()?;
     let result = cargo_test(&env.dir, &args.cargo_args);
