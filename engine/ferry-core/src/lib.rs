@@ -6,6 +6,7 @@
 //! the engine applies it ([`validate`]).
 #![deny(missing_docs)]
 
+pub mod identity;
 pub mod plugin;
 pub mod validate;
 

@@ -1,0 +1,91 @@
+//! Typed errors of the sync engine.
+
+use crate::plugins::HookError;
+
+/// Why starting the engine or reconciling an object failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A Kubernetes or kcp API call failed.
+    #[error("{action}: {source}")]
+    Api {
+        /// What Ferry was doing, e.g. `applying apps/v1 Deployment demo/web on cluster-2`.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The configured resource is not part of the APIExport.
+    #[error("resource {resource} is not exported by APIExport {export} (exported: {exported})")]
+    NotExported {
+        /// `deployments.apps` style name.
+        resource: String,
+        /// The export.
+        export: String,
+        /// What the export does contain.
+        exported: String,
+    },
+    /// The APIExport or one of its schemas is not what Ferry expects.
+    #[error("{0}")]
+    Export(String),
+    /// A plugin failed; the object is not synced until the plugin, its configuration or the
+    /// object changes.
+    #[error(transparent)]
+    Plugin(#[from] HookError),
+    /// A downstream name is taken by an object Ferry does not own, or owns for another
+    /// upstream object. Ferry never overwrites it (tenant isolation).
+    #[error("{kind} {namespace}/{name} on {target} {reason}; Ferry will not overwrite it")]
+    Collision {
+        /// Target cluster.
+        target: String,
+        /// `Namespace`, `Deployment`, …
+        kind: String,
+        /// Downstream namespace.
+        namespace: String,
+        /// Downstream name.
+        name: String,
+        /// Whose it is.
+        reason: String,
+    },
+    /// Several targets failed; each is listed.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Targets(Vec<SyncError>),
+}
+
+impl SyncError {
+    /// The Event reason shown on the upstream object.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SyncError::Api { .. } => "SyncFailed",
+            SyncError::NotExported { .. } | SyncError::Export(_) => "ExportInvalid",
+            SyncError::Plugin(_) => "PluginFailed",
+            SyncError::Collision { .. } => "NameCollision",
+            SyncError::Targets(errors) => errors.first().map_or("SyncFailed", SyncError::reason),
+        }
+    }
+
+    /// Label value for the error metric.
+    pub fn metric_kind(&self) -> String {
+        match self {
+            SyncError::Plugin(hook) => format!("plugin-{}", hook.kind),
+            other => other.reason().to_string(),
+        }
+    }
+
+    /// Wraps a client error with what Ferry was doing.
+    pub fn api(action: impl Into<String>, source: kube::Error) -> Self {
+        SyncError::Api {
+            action: action.into(),
+            source,
+        }
+    }
+}
+
+/// Whether a client error is "not found".
+pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether a client error is a conflict or failed precondition (409).
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}

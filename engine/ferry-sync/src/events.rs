@@ -1,0 +1,103 @@
+//! Events on upstream objects, in the tenant's workspace: where a tenant looks when their
+//! object does not sync (`kubectl describe`, `kubectl get events`).
+//!
+//! Written through the virtual workspace, which allows it because the APIExport claims
+//! `events` and the binding accepts the claim. Without the claim the write fails; that is
+//! logged once per object and sync carries on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ferry_core::identity::UpstreamKey;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, PostParams};
+use kube::discovery::ApiResource;
+
+use crate::metrics::{Metrics, names};
+
+/// The same (reason, message) on the same object is recorded again only after this long.
+const REPEAT_AFTER: Duration = Duration::from_secs(600);
+
+/// Records Events, de-duplicated per object.
+#[derive(Default)]
+pub struct EventRecorder {
+    last: Mutex<HashMap<UpstreamKey, (String, Instant)>>,
+}
+
+impl EventRecorder {
+    /// Forgets what was recorded for `key` (after a successful sync, so a recurrence shows).
+    pub fn clear(&self, key: &UpstreamKey) {
+        if let Ok(mut last) = self.last.lock() {
+            last.remove(key);
+        }
+    }
+
+    /// Records a Warning event unless the same one was recorded recently.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn warn(
+        &self,
+        client: kube::Client,
+        resource: &ApiResource,
+        key: &UpstreamKey,
+        uid: Option<&str>,
+        reason: &str,
+        message: &str,
+        metrics: &Metrics,
+    ) {
+        let fingerprint = format!("{reason}\n{message}");
+        {
+            let Ok(mut last) = self.last.lock() else {
+                return;
+            };
+            if let Some((seen, at)) = last.get(key) {
+                if *seen == fingerprint && at.elapsed() < REPEAT_AFTER {
+                    return;
+                }
+            }
+            last.insert(key.clone(), (fingerprint, Instant::now()));
+        }
+        let now = k8s_openapi::jiff::Timestamp::now();
+        // Event messages are capped at 1 KiB by the API server's validation.
+        let message: String = message.chars().take(1000).collect();
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", key.name)),
+                namespace: Some(key.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(resource.api_version.clone()),
+                kind: Some(resource.kind.clone()),
+                name: Some(key.name.clone()),
+                namespace: Some(key.namespace.clone()),
+                uid: uid.map(str::to_string),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            type_: Some("Warning".into()),
+            source: Some(EventSource {
+                component: Some("ferry".into()),
+                host: None,
+            }),
+            reporting_component: Some("ferry".into()),
+            reporting_instance: Some("ferry".into()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            action: Some("Sync".into()),
+            count: Some(1),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(client, &key.namespace);
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => metrics.inc(names::EVENTS, &[("reason", reason)]),
+            Err(err) => tracing::warn!(
+                object = %key, %reason, error = %err,
+                "could not record an Event (does the APIBinding accept the export's claim on events?)"
+            ),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The kcp side: the provider workspace, the APIExport's resources and its endpoint slice.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::error::SyncError;
+
+/// `https://host:port` of a client configuration, without any `/clusters/…` path.
+pub fn base_url(config: &kube::Config) -> String {
+    let url = config.cluster_url.to_string();
+    match url.find("/clusters/") {
+        Some(index) => url[..index].to_string(),
+        None => url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// A client whose requests go under `url` (a workspace or virtual-workspace prefix).
+pub fn client_for(config: &kube::Config, url: &str) -> Result<kube::Client, SyncError> {
+    let mut config = config.clone();
+    config.cluster_url = url
+        .parse()
+        .map_err(|e| SyncError::Export(format!("invalid URL {url}: {e}")))?;
+    kube::Client::try_from(config)
+        .map_err(|e| SyncError::api(format!("building a client for {url}"), e))
+}
+
+fn gvr(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// The logical cluster name of the workspace `client` points at.
+pub async fn logical_cluster(client: &kube::Client) -> Result<String, SyncError> {
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &gvr(
+            "core.kcp.io",
+            "v1alpha1",
+            "LogicalCluster",
+            "logicalclusters",
+        ),
+    );
+    let cluster = api
+        .get("cluster")
+        .await
+        .map_err(|e| SyncError::api("reading the provider workspace's LogicalCluster", e))?;
+    cluster
+        .metadata
+        .annotations
+        .and_then(|a| a.get("kcp.io/cluster").cloned())
+        .ok_or_else(|| {
+            SyncError::Export("the provider LogicalCluster has no kcp.io/cluster".into())
+        })
+}
+
+/// Finds `resource.group` in the APIExport and reads version and kind from its schema, so
+/// nothing about the served API is assumed (kcp serves only what the export declares).
+pub async fn resolve_resource(
+    provider: &kube::Client,
+    export: &str,
+    group: &str,
+    resource: &str,
+) -> Result<ApiResource, SyncError> {
+    let exports: Api<DynamicObject> = Api::all_with(
+        provider.clone(),
+        &gvr("apis.kcp.io", "v1alpha2", "APIExport", "apiexports"),
+    );
+    let object = exports
+        .get(export)
+        .await
+        .map_err(|e| SyncError::api(format!("reading APIExport {export}"), e))?;
+    let resources = object
+        .data
+        .pointer("/spec/resources")
+        .and_then(Value::as_array);
+    let entries: Vec<&Value> = resources.into_iter().flatten().collect();
+    let display = |g: &str, r: &str| {
+        if g.is_empty() {
+            r.to_string()
+        } else {
+            format!("{r}.{g}")
+        }
+    };
+    let schema = entries
+        .iter()
+        .find(|e| {
+            e.get("group").and_then(Value::as_str).unwrap_or("") == group
+                && e.get("name").and_then(Value::as_str) == Some(resource)
+        })
+        .and_then(|e| e.get("schema").and_then(Value::as_str))
+        .ok_or_else(|| SyncError::NotExported {
+            resource: display(group, resource),
+            export: export.to_string(),
+            exported: entries
+                .iter()
+                .map(|e| {
+                    display(
+                        e.get("group").and_then(Value::as_str).unwrap_or(""),
+                        e.get("name").and_then(Value::as_str).unwrap_or("?"),
+                    )
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let schemas: Api<DynamicObject> = Api::all_with(
+        provider.clone(),
+        &gvr(
+            "apis.kcp.io",
+            "v1alpha1",
+            "APIResourceSchema",
+            "apiresourceschemas",
+        ),
+    );
+    let schema_object = schemas
+        .get(schema)
+        .await
+        .map_err(|e| SyncError::api(format!("reading APIResourceSchema {schema}"), e))?;
+    let kind = schema_object
+        .data
+        .pointer("/spec/names/kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            SyncError::Export(format!("APIResourceSchema {schema} has no spec.names.kind"))
+        })?;
+    let versions = schema_object
+        .data
+        .pointer("/spec/versions")
+        .and_then(Value::as_array);
+    let version = versions
+        .into_iter()
+        .flatten()
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .and_then(|v| v.get("name").and_then(Value::as_str))
+        .ok_or_else(|| {
+            SyncError::Export(format!("APIResourceSchema {schema} has no storage version"))
+        })?;
+    Ok(gvr(group, version, kind, resource))
+}
+
+/// The endpoint slice resource.
+pub fn endpoint_slices() -> ApiResource {
+    gvr(
+        "apis.kcp.io",
+        "v1alpha1",
+        "APIExportEndpointSlice",
+        "apiexportendpointslices",
+    )
+}
+
+/// The URLs an endpoint slice lists (one per shard); empty until a workspace binds the export.
+pub fn endpoint_urls(slice: &DynamicObject) -> BTreeSet<String> {
+    slice
+        .data
+        .pointer("/status/endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("url").and_then(Value::as_str))
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_endpoint_slice_lists_no_url() {
+        let slice: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIExportEndpointSlice",
+            "metadata": {"name": "kubernetes"}, "status": {}
+        }))
+        .expect("slice");
+        assert!(endpoint_urls(&slice).is_empty());
+    }
+
+    #[test]
+    fn base_url_drops_the_workspace_path() {
+        let mut config =
+            kube::Config::new("https://127.0.0.1:6443/clusters/root".parse().expect("url"));
+        assert_eq!(base_url(&config), "https://127.0.0.1:6443");
+        config.cluster_url = "https://kcp.example:443".parse().expect("url");
+        assert_eq!(base_url(&config), "https://kcp.example:443");
+    }
+}

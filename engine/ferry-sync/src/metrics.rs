@@ -1,0 +1,99 @@
+//! Counters an operator alerts on, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Process-wide counters; shared by reference, no global state.
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, Vec<(&'static str, String)>), u64>>,
+}
+
+/// Names of the counters.
+pub mod names {
+    /// Reconciles run, by resource and result.
+    pub const RECONCILES: &str = "ferry_reconciles_total";
+    /// Failed reconciles, by resource and error kind.
+    pub const ERRORS: &str = "ferry_reconcile_errors_total";
+    /// Mutating requests to target clusters, by target and verb.
+    pub const DOWNSTREAM_WRITES: &str = "ferry_downstream_writes_total";
+    /// Mutating requests to kcp, by what was written.
+    pub const UPSTREAM_WRITES: &str = "ferry_upstream_writes_total";
+    /// Events recorded on upstream objects, by reason.
+    pub const EVENTS: &str = "ferry_events_total";
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+        );
+        if let Ok(mut counters) = self.counters.lock() {
+            *counters.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// Sum of a counter over all label values.
+    pub fn total(&self, name: &str) -> u64 {
+        self.counters
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .filter(|((n, _), _)| *n == name)
+                    .map(|(_, v)| v)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let Ok(counters) = self.counters.lock() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let mut last = "";
+        for ((name, labels), value) in counters.iter() {
+            if *name != last {
+                out.push_str(&format!("# TYPE {name} counter\n"));
+                last = name;
+            }
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect();
+            out.push_str(&format!("{name}{{{}}} {value}\n", labels.join(",")));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_prometheus_text_format() {
+        let metrics = Metrics::default();
+        metrics.inc(
+            names::DOWNSTREAM_WRITES,
+            &[("target", "cluster-1"), ("verb", "apply")],
+        );
+        metrics.inc(
+            names::DOWNSTREAM_WRITES,
+            &[("target", "cluster-1"), ("verb", "apply")],
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE ferry_downstream_writes_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ferry_downstream_writes_total{target="cluster-1",verb="apply"} 2"#),
+            "{text}"
+        );
+        assert_eq!(metrics.total(names::DOWNSTREAM_WRITES), 2);
+    }
+}

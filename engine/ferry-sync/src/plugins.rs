@@ -1,0 +1,49 @@
+//! The engine's view of a resource's plugin chain. The engine depends on this trait only;
+//! the binary implements it on top of the Wasm runtime, and unit tests on plain closures.
+
+use ferry_core::{Downstream, Hook, ObjectContext, Target};
+use serde_json::Value;
+
+/// A failed hook call, as the engine reports it (Event reason, metric label, log).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("plugin {plugin} failed in {hook} ({kind}): {message}")]
+pub struct HookError {
+    /// The plugin's configured name.
+    pub plugin: String,
+    /// The hook that failed.
+    pub hook: Hook,
+    /// Stable kebab-case failure kind, e.g. `deadline-exceeded`, `invalid-output`.
+    pub kind: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// Placement, transformation and status aggregation for one synced resource.
+///
+/// Calls are synchronous and may take up to the plugin's deadline; the engine runs them on
+/// the blocking thread pool. Implementations validate plugin output before returning it.
+pub trait PluginChain: Send + Sync + 'static {
+    /// The names of the targets `object` goes to.
+    fn place(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        targets: &[Target],
+    ) -> Result<Vec<String>, HookError>;
+
+    /// The object to apply on `target`, or `None` to leave that target out.
+    fn transform(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        target: &Target,
+    ) -> Result<Option<Value>, HookError>;
+
+    /// The upstream status from the copies on the placed targets, or `None` to leave it.
+    fn aggregate_status(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        downstream: &[Downstream],
+    ) -> Result<Option<Value>, HookError>;
+}

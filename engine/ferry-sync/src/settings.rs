@@ -1,0 +1,90 @@
+//! What the engine is told to do, already validated and with clients' configs loaded. The
+//! binary builds this from the configuration file; tests build it directly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::plugins::PluginChain;
+
+/// Everything [`crate::Engine`] needs.
+pub struct SyncSettings {
+    /// kcp connection and the export to serve.
+    pub kcp: KcpSettings,
+    /// Target clusters.
+    pub targets: Vec<TargetSettings>,
+    /// Synced resources with their plugin chains.
+    pub resources: Vec<ResourceSettings>,
+    /// Concurrent reconciles per resource.
+    pub workers: usize,
+    /// Every object is reconciled again this often even without events (level-triggered
+    /// safety net for missed events; at rest it writes nothing).
+    pub resync: Duration,
+}
+
+/// The kcp side.
+pub struct KcpSettings {
+    /// Client configuration for Ferry's kcp identity. Its URL may point at any workspace;
+    /// the engine keeps only scheme, host and port.
+    pub config: kube::Config,
+    /// Path of the provider workspace that holds the APIExport, e.g. `root:platform`.
+    pub workspace: String,
+    /// Name of the APIExport (its endpoint slice has the same name).
+    pub export: String,
+}
+
+/// One target cluster.
+pub struct TargetSettings {
+    /// Unique name, e.g. `cluster-1`.
+    pub name: String,
+    /// Labels placement plugins see.
+    pub labels: BTreeMap<String, String>,
+    /// Client configuration.
+    pub config: kube::Config,
+    /// Mutating requests in flight at once on this target.
+    pub max_in_flight: usize,
+    /// Sustained mutating requests per second on this target.
+    pub writes_per_second: f64,
+}
+
+/// One synced resource of the export.
+pub struct ResourceSettings {
+    /// API group, "" for the core group.
+    pub group: String,
+    /// Plural resource name, e.g. `deployments`.
+    pub resource: String,
+    /// The plugin chain.
+    pub plugins: Arc<dyn PluginChain>,
+}
+
+impl ResourceSettings {
+    /// `deployments.apps` style name for logs and errors.
+    pub fn display_name(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// Defaults a production deployment starts from.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Concurrent reconciles per resource: enough to hide API latency, few enough that
+    /// plugin calls (CPU-bound, on the blocking pool) do not starve a 2-core node.
+    pub const WORKERS: usize = 8;
+    /// Level-triggered resync period.
+    pub const RESYNC: Duration = Duration::from_secs(600);
+    /// Mutating requests in flight per target.
+    pub const MAX_IN_FLIGHT: usize = 16;
+    /// Sustained writes per second per target (bursts up to the in-flight limit). A first
+    /// sync of thousands of objects should not look like an attack to the target's API
+    /// priority-and-fairness.
+    pub const WRITES_PER_SECOND: f64 = 50.0;
+    /// Minimum retry delay after a failed reconcile.
+    pub const RETRY_MIN: Duration = Duration::from_millis(500);
+    /// Maximum retry delay after repeated failures.
+    pub const RETRY_MAX: Duration = Duration::from_secs(60);
+}

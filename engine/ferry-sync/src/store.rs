@@ -1,0 +1,347 @@
+//! In-memory caches of what the watches saw, keyed the way Ferry needs.
+//!
+//! kube-runtime's reflector keys objects by (namespace, name), which a wildcard watch across
+//! kcp workspaces breaks: two workspaces may both have `demo/web`. These stores key upstream
+//! objects by [`UpstreamKey`] (with the logical cluster) and index downstream copies by the
+//! upstream object they record as their origin.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ferry_core::identity::{Origin, UpstreamKey};
+use kube::api::DynamicObject;
+
+/// Annotation kcp puts on every object: the logical cluster it lives in.
+pub const KCP_CLUSTER_ANNOTATION: &str = "kcp.io/cluster";
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The upstream key of an object seen through a virtual workspace.
+pub fn upstream_key(object: &DynamicObject) -> Option<UpstreamKey> {
+    let cluster = object
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(KCP_CLUSTER_ANNOTATION)?;
+    Some(UpstreamKey::new(
+        cluster.clone(),
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone()?,
+    ))
+}
+
+/// An upstream object and the virtual-workspace URL (shard) it was seen through, which is
+/// where writes for it must go.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The object as last seen.
+    pub object: Arc<DynamicObject>,
+    /// Endpoint URL of the shard it lives on.
+    pub shard: Arc<str>,
+}
+
+#[derive(Default)]
+struct UpstreamInner {
+    objects: HashMap<UpstreamKey, Upstream>,
+    /// Shards whose initial list has completed.
+    synced: HashSet<Arc<str>>,
+    /// Shards currently in the endpoint slice.
+    shards: HashSet<Arc<str>>,
+}
+
+/// Upstream objects of one resource, across all shards and workspaces.
+#[derive(Default)]
+pub struct UpstreamStore {
+    inner: RwLock<UpstreamInner>,
+}
+
+impl UpstreamStore {
+    /// The object for `key`, if any shard has it.
+    pub fn get(&self, key: &UpstreamKey) -> Option<Upstream> {
+        read(&self.inner).objects.get(key).cloned()
+    }
+
+    /// All keys (for periodic resync).
+    pub fn keys(&self) -> Vec<UpstreamKey> {
+        read(&self.inner).objects.keys().cloned().collect()
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        read(&self.inner).objects.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every shard in the endpoint slice has completed its initial list, so that an
+    /// absent key means the object really is gone (and its copies are orphans).
+    pub fn complete(&self) -> bool {
+        let inner = read(&self.inner);
+        !inner.shards.is_empty() && inner.shards.iter().all(|s| inner.synced.contains(s))
+    }
+
+    /// A shard appeared in the endpoint slice.
+    pub fn add_shard(&self, shard: &Arc<str>) {
+        write(&self.inner).shards.insert(shard.clone());
+    }
+
+    /// A shard left the endpoint slice: forget its objects. Returns their keys. (Their copies
+    /// are *not* orphans until a complete view says so.)
+    pub fn remove_shard(&self, shard: &Arc<str>) -> Vec<UpstreamKey> {
+        let mut inner = write(&self.inner);
+        inner.shards.remove(shard);
+        inner.synced.remove(shard);
+        let keys: Vec<_> = inner
+            .objects
+            .iter()
+            .filter(|(_, u)| &u.shard == shard)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            inner.objects.remove(key);
+        }
+        keys
+    }
+
+    /// A watch event added or changed an object.
+    pub fn apply(&self, shard: &Arc<str>, object: DynamicObject) -> Option<UpstreamKey> {
+        let key = upstream_key(&object)?;
+        let entry = Upstream {
+            object: Arc::new(object),
+            shard: shard.clone(),
+        };
+        write(&self.inner).objects.insert(key.clone(), entry);
+        Some(key)
+    }
+
+    /// A watch event deleted an object.
+    pub fn delete(&self, object: &DynamicObject) -> Option<UpstreamKey> {
+        let key = upstream_key(object)?;
+        write(&self.inner).objects.remove(&key);
+        Some(key)
+    }
+
+    /// A (re)list of `shard` completed with `objects`: replaces what the shard had.
+    /// Returns every key that is new, changed or gone.
+    pub fn replace_shard(&self, shard: &Arc<str>, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
+        let mut inner = write(&self.inner);
+        let mut touched: BTreeSet<UpstreamKey> = inner
+            .objects
+            .iter()
+            .filter(|(_, u)| &u.shard == shard)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &touched {
+            inner.objects.remove(key);
+        }
+        for object in objects {
+            if let Some(key) = upstream_key(&object) {
+                inner.objects.insert(
+                    key.clone(),
+                    Upstream {
+                        object: Arc::new(object),
+                        shard: shard.clone(),
+                    },
+                );
+                touched.insert(key);
+            }
+        }
+        inner.synced.insert(shard.clone());
+        touched.into_iter().collect()
+    }
+}
+
+/// Where a downstream copy lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CopyRef {
+    /// Target cluster name.
+    pub target: String,
+    /// Downstream namespace.
+    pub namespace: String,
+    /// Downstream name.
+    pub name: String,
+}
+
+#[derive(Default)]
+struct DownstreamInner {
+    objects: HashMap<CopyRef, (Arc<DynamicObject>, Option<UpstreamKey>)>,
+    by_origin: HashMap<UpstreamKey, BTreeSet<CopyRef>>,
+    synced: HashSet<String>,
+}
+
+impl DownstreamInner {
+    fn insert(&mut self, at: CopyRef, object: DynamicObject) -> Option<UpstreamKey> {
+        self.remove(&at);
+        let origin = serde_json::to_value(&object.metadata)
+            .ok()
+            .and_then(|m| Origin::of(&m))
+            .map(|o| o.key);
+        if let Some(key) = &origin {
+            self.by_origin
+                .entry(key.clone())
+                .or_default()
+                .insert(at.clone());
+        }
+        self.objects.insert(at, (Arc::new(object), origin.clone()));
+        origin
+    }
+
+    fn remove(&mut self, at: &CopyRef) -> Option<UpstreamKey> {
+        let (_, origin) = self.objects.remove(at)?;
+        if let Some(key) = &origin {
+            if let Some(set) = self.by_origin.get_mut(key) {
+                set.remove(at);
+                if set.is_empty() {
+                    self.by_origin.remove(key);
+                }
+            }
+        }
+        origin
+    }
+}
+
+/// Ferry-managed downstream objects of one resource on all targets.
+#[derive(Default)]
+pub struct DownstreamStore {
+    inner: RwLock<DownstreamInner>,
+}
+
+fn copy_ref(target: &str, object: &DynamicObject) -> CopyRef {
+    CopyRef {
+        target: target.to_string(),
+        namespace: object.metadata.namespace.clone().unwrap_or_default(),
+        name: object.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+impl DownstreamStore {
+    /// The copy at `at`, if the watch has seen it.
+    pub fn get(&self, at: &CopyRef) -> Option<Arc<DynamicObject>> {
+        read(&self.inner).objects.get(at).map(|(o, _)| o.clone())
+    }
+
+    /// Every copy that records `key` as its origin.
+    pub fn copies_of(&self, key: &UpstreamKey) -> Vec<(CopyRef, Arc<DynamicObject>)> {
+        let inner = read(&self.inner);
+        inner
+            .by_origin
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|at| inner.objects.get(at).map(|(o, _)| (at.clone(), o.clone())))
+            .collect()
+    }
+
+    /// Every origin with at least one copy (to find orphans).
+    pub fn origins(&self) -> Vec<UpstreamKey> {
+        read(&self.inner).by_origin.keys().cloned().collect()
+    }
+
+    /// Whether `target`'s initial list has completed.
+    pub fn synced(&self, target: &str) -> bool {
+        read(&self.inner).synced.contains(target)
+    }
+
+    /// A watch event added or changed a copy; returns its origin.
+    pub fn apply(&self, target: &str, object: DynamicObject) -> Option<UpstreamKey> {
+        let at = copy_ref(target, &object);
+        write(&self.inner).insert(at, object)
+    }
+
+    /// A watch event deleted a copy; returns its origin.
+    pub fn delete(&self, target: &str, object: &DynamicObject) -> Option<UpstreamKey> {
+        write(&self.inner).remove(&copy_ref(target, object))
+    }
+
+    /// A (re)list of `target` completed: replaces its copies, returns every origin touched.
+    pub fn replace_target(&self, target: &str, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
+        let mut inner = write(&self.inner);
+        let old: Vec<CopyRef> = inner
+            .objects
+            .keys()
+            .filter(|at| at.target == target)
+            .cloned()
+            .collect();
+        let mut touched = BTreeSet::new();
+        for at in old {
+            touched.extend(inner.remove(&at));
+        }
+        for object in objects {
+            let at = copy_ref(target, &object);
+            touched.extend(inner.insert(at, object));
+        }
+        inner.synced.insert(target.to_string());
+        touched.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::identity::{identity_annotations, identity_labels};
+    use serde_json::json;
+
+    fn upstream(cluster: &str, ns: &str, name: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "annotations": {KCP_CLUSTER_ANNOTATION: cluster}},
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn the_same_namespace_and_name_in_two_workspaces_are_two_objects() {
+        let store = UpstreamStore::default();
+        let shard: Arc<str> = Arc::from("https://shard");
+        let a = store
+            .apply(&shard, upstream("ws-a", "demo", "web"))
+            .expect("key");
+        let b = store
+            .apply(&shard, upstream("ws-b", "demo", "web"))
+            .expect("key");
+        assert_ne!(a, b);
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_relist_reports_objects_that_disappeared_while_the_watch_was_down() {
+        let store = UpstreamStore::default();
+        let shard: Arc<str> = Arc::from("https://shard");
+        store.add_shard(&shard);
+        assert!(!store.complete(), "complete before the first list");
+        store.apply(&shard, upstream("ws", "demo", "gone"));
+        let touched = store.replace_shard(&shard, vec![upstream("ws", "demo", "kept")]);
+        assert_eq!(touched.len(), 2);
+        assert!(store.get(&UpstreamKey::new("ws", "demo", "gone")).is_none());
+        assert!(store.complete());
+    }
+
+    #[test]
+    fn copies_are_indexed_by_the_origin_their_labels_record() {
+        let store = DownstreamStore::default();
+        let key = UpstreamKey::new("ws", "demo", "web");
+        let copy: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": key.downstream_namespace(),
+                "labels": identity_labels(&key, "uid-1"),
+                "annotations": identity_annotations(&key, None)},
+        }))
+        .expect("object");
+        assert_eq!(store.apply("cluster-1", copy.clone()), Some(key.clone()));
+        assert_eq!(store.copies_of(&key).len(), 1);
+        assert_eq!(store.delete("cluster-1", &copy), Some(key.clone()));
+        assert!(store.copies_of(&key).is_empty());
+        assert!(store.origins().is_empty());
+    }
+}
