@@ -112,6 +112,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cargo = Command::new(&route.cargo);
     cargo
+        // From the plugins workspace, so that its `.cargo/config.toml` (guest link flags)
+        // applies.
+        .current_dir(root.join("plugins"))
         .arg("build")
         .arg("--release")
         .arg("--target")

@@ -273,12 +273,25 @@ fn deployment() -> Value {
                              "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}},
                 "spec": {
                     "serviceAccountName": "storefront",
+                    "initContainers": [{
+                        "name": "migrate",
+                        "image": "registry.example.com/shop/storefront-migrations:2.14.1",
+                        "command": ["/bin/migrate", "--database", "$(DATABASE_URL)", "--wait"],
+                        "env": [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
+                    }],
                     "terminationGracePeriodSeconds": 30,
                     "containers": [
                         container("web", "registry.example.com/shop/storefront:2.14.1", 8080),
                         container("metrics-sidecar", "registry.example.com/platform/metrics-proxy:1.3.0", 9090)
                     ],
                     "volumes": [{"name": "config", "configMap": {"name": "storefront-config"}}],
+                    "nodeSelector": {"kubernetes.io/os": "linux", "node.example.com/pool": "general"},
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "shop", "effect": "NoSchedule"}],
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app": "storefront"}}
+                    }],
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
                         "weight": 100,
                         "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",

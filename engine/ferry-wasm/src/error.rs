@@ -202,6 +202,49 @@ pub enum ErrorKind {
     Host,
 }
 
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::MemoryExhausted,
+        ErrorKind::Trap,
+        ErrorKind::CapabilityDenied,
+        ErrorKind::InvalidOutput,
+        ErrorKind::InvalidConfig,
+        ErrorKind::InvalidInput,
+        ErrorKind::Unsupported,
+        ErrorKind::Failed,
+        ErrorKind::HookNotExported,
+        ErrorKind::Busy,
+        ErrorKind::Host,
+    ];
+
+    /// The kebab-case name, as serialized: `deadline-exceeded`, `invalid-output`...
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::DeadlineExceeded => "deadline-exceeded",
+            ErrorKind::MemoryExhausted => "memory-exhausted",
+            ErrorKind::Trap => "trap",
+            ErrorKind::CapabilityDenied => "capability-denied",
+            ErrorKind::InvalidOutput => "invalid-output",
+            ErrorKind::InvalidConfig => "invalid-config",
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Failed => "failed",
+            ErrorKind::HookNotExported => "hook-not-exported",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl CallError {
     /// The kind of failure.
     #[must_use]
@@ -230,5 +273,20 @@ impl CallError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         matches!(self, CallError::Busy { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_prints_as_it_serializes() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.as_str()))
+            );
+        }
     }
 }

@@ -57,9 +57,12 @@ impl Runtime {
             .total_memories(config.max_instances)
             .total_tables(config.max_instances * 2)
             .max_memory_size(usize::try_from(config.max_memory_per_instance).unwrap_or(usize::MAX))
-            // Keep a few pages of each freed slot resident so the next instantiation does
-            // not fault them back in: this is most of the fresh-instance cost.
-            .linear_memory_keep_resident(64 * 1024);
+            // Reset the first 256 KiB of a freed slot with memset instead of returning the
+            // pages to the kernel: a fresh instance then takes no page faults for the pages a
+            // call touches. Guests are linked with a 128 KiB stack placed first in memory
+            // (plugins/.cargo/config.toml), so stack, data and the start of the heap all lie
+            // in that prefix. Measured: 90 µs -> 58 µs per fresh-instance transform.
+            .linear_memory_keep_resident(256 * 1024);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
