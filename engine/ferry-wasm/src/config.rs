@@ -1,9 +1,13 @@
 //! Runtime-wide settings and per-plugin limits, each default explained.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::TransformPolicy;
+use ferry_core::{Hook, TransformPolicy};
+
+use crate::error::ErrorKind;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -134,6 +138,8 @@ pub struct PluginOptions {
     pub limits: Limits,
     /// What transform output may change beyond the defaults.
     pub transform_policy: TransformPolicy,
+    /// Told about every hook call (metrics, `ferry plugin run`).
+    pub observer: Option<CallObserver>,
 }
 
 impl PluginOptions {
@@ -158,10 +164,51 @@ impl PluginOptions {
         self
     }
 
+    /// Sets [`PluginOptions::observer`].
+    #[must_use]
+    pub fn observer(mut self, observer: impl Fn(&CallReport<'_>) + Send + Sync + 'static) -> Self {
+        self.observer = Some(CallObserver(Arc::new(observer)));
+        self
+    }
+
     /// Sets [`PluginOptions::transform_policy`].
     #[must_use]
     pub fn transform_policy(mut self, policy: TransformPolicy) -> Self {
         self.transform_policy = policy;
         self
+    }
+}
+
+/// What one hook call did: the input of metrics and of diagnostics such as
+/// `ferry plugin run`.
+#[derive(Clone, Debug)]
+pub struct CallReport<'a> {
+    /// Plugin name.
+    pub plugin: &'a str,
+    /// The hook.
+    pub hook: Hook,
+    /// Wall time of the whole call: input serialization, instantiation, `configure`, the
+    /// hook and output validation.
+    pub elapsed: Duration,
+    /// Largest size the instance's linear memory reached, in bytes.
+    pub peak_memory: u64,
+    /// The failure, if the call failed.
+    pub error: Option<ErrorKind>,
+}
+
+/// A callback told about every call of a plugin. Called on the calling thread, so keep it
+/// cheap (increment a metric, record a value).
+#[derive(Clone)]
+pub struct CallObserver(Arc<dyn Fn(&CallReport<'_>) + Send + Sync>);
+
+impl CallObserver {
+    pub(crate) fn notify(&self, report: &CallReport<'_>) {
+        (self.0)(report);
+    }
+}
+
+impl fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallObserver")
     }
 }

@@ -32,7 +32,7 @@ mod reuse;
 mod runtime;
 pub mod testing;
 
-pub use config::{Limits, PluginOptions, RuntimeConfig};
+pub use config::{CallObserver, CallReport, Limits, PluginOptions, RuntimeConfig};
 pub use error::{CallError, ErrorKind, LoadError};
 pub use plugin::Plugin;
 pub use reuse::ReusedInstance;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ferry_core::{Downstream, Hook, ObjectContext, PluginError, PluginErrorKind, Target, validate};
 use serde_json::Value;
@@ -10,7 +11,7 @@ use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{PoolConcurrencyLimitError, ResourceLimiter, Store, Trap};
 
 use crate::bindings::v0_1_0 as wit;
-use crate::config::{Limits, PluginOptions};
+use crate::config::{CallReport, Limits, PluginOptions};
 use crate::contract::{self, CapabilityDenied};
 use crate::error::{CallError, LoadError};
 use crate::runtime::Runtime;
@@ -147,19 +148,21 @@ impl Plugin {
         targets: &[Target],
     ) -> Result<Vec<String>, CallError> {
         let hook = Hook::Place;
-        let indices = self.indices(hook, self.inner.indices.placement.as_ref())?;
-        let wit_context = to_wit_context(context);
-        let wit_targets: Vec<_> = targets.iter().map(to_wit_target).collect();
-        let object = object.to_string();
-        let chosen = self.call(hook, |store, instance| {
-            indices.load(&mut *store, instance)?.call_place(
-                &mut *store,
-                &wit_context,
-                &object,
-                &wit_targets,
-            )
-        })?;
-        validate::placement(chosen, targets).map_err(|source| self.invalid_output(hook, source))
+        self.observed(hook, |usage| {
+            let indices = self.indices(hook, self.inner.indices.placement.as_ref())?;
+            let wit_context = to_wit_context(context);
+            let wit_targets: Vec<_> = targets.iter().map(to_wit_target).collect();
+            let object = object.to_string();
+            let chosen = self.call(hook, usage, |store, instance| {
+                indices.load(&mut *store, instance)?.call_place(
+                    &mut *store,
+                    &wit_context,
+                    &object,
+                    &wit_targets,
+                )
+            })?;
+            validate::placement(chosen, targets).map_err(|source| self.invalid_output(hook, source))
+        })
     }
 
     /// `transform`: the object to apply on `target`, or `None` to skip it. The output is
@@ -170,13 +173,15 @@ impl Plugin {
         object: &Value,
         target: &Target,
     ) -> Result<Option<Value>, CallError> {
-        let output = self.transform_json(context, &object.to_string(), target)?;
-        output
-            .map(|o| {
-                validate::transform(&o, object, context, &self.inner.options.transform_policy)
-                    .map_err(|source| self.invalid_output(Hook::Transform, source))
-            })
-            .transpose()
+        self.observed(Hook::Transform, |usage| {
+            let output = self.transform_raw(context, &object.to_string(), target, usage)?;
+            output
+                .map(|o| {
+                    validate::transform(&o, object, context, &self.inner.options.transform_policy)
+                        .map_err(|source| self.invalid_output(Hook::Transform, source))
+                })
+                .transpose()
+        })
     }
 
     /// `transform` on JSON text, unvalidated: for callers that validate themselves (the
@@ -188,11 +193,23 @@ impl Plugin {
         object: &str,
         target: &Target,
     ) -> Result<Option<String>, CallError> {
+        self.observed(Hook::Transform, |usage| {
+            self.transform_raw(context, object, target, usage)
+        })
+    }
+
+    fn transform_raw(
+        &self,
+        context: &ObjectContext,
+        object: &str,
+        target: &Target,
+        usage: &mut Usage,
+    ) -> Result<Option<String>, CallError> {
         let hook = Hook::Transform;
         let indices = self.indices(hook, self.inner.indices.transform.as_ref())?;
         let wit_context = to_wit_context(context);
         let wit_target = to_wit_target(target);
-        self.call(hook, |store, instance| {
+        self.call(hook, usage, |store, instance| {
             indices.load(&mut *store, instance)?.call_transform(
                 &mut *store,
                 &wit_context,
@@ -210,27 +227,50 @@ impl Plugin {
         downstream: &[Downstream],
     ) -> Result<Option<Value>, CallError> {
         let hook = Hook::AggregateStatus;
-        let indices = self.indices(hook, self.inner.indices.status.as_ref())?;
-        let wit_context = to_wit_context(context);
-        let wit_downstream: Vec<_> = downstream
-            .iter()
-            .map(|d| wit::ferry::sync::types::Downstream {
-                target: to_wit_target(&d.target),
-                object: d.object.as_ref().map(Value::to_string),
-            })
-            .collect();
-        let object = object.to_string();
-        let output = self.call(hook, |store, instance| {
-            indices.load(&mut *store, instance)?.call_aggregate_status(
-                &mut *store,
-                &wit_context,
-                &object,
-                &wit_downstream,
-            )
-        })?;
-        output
-            .map(|o| validate::status(&o).map_err(|source| self.invalid_output(hook, source)))
-            .transpose()
+        self.observed(hook, |usage| {
+            let indices = self.indices(hook, self.inner.indices.status.as_ref())?;
+            let wit_context = to_wit_context(context);
+            let wit_downstream: Vec<_> = downstream
+                .iter()
+                .map(|d| wit::ferry::sync::types::Downstream {
+                    target: to_wit_target(&d.target),
+                    object: d.object.as_ref().map(Value::to_string),
+                })
+                .collect();
+            let object = object.to_string();
+            let output = self.call(hook, usage, |store, instance| {
+                indices.load(&mut *store, instance)?.call_aggregate_status(
+                    &mut *store,
+                    &wit_context,
+                    &object,
+                    &wit_downstream,
+                )
+            })?;
+            output
+                .map(|o| validate::status(&o).map_err(|source| self.invalid_output(hook, source)))
+                .transpose()
+        })
+    }
+
+    /// Runs `f` and tells the plugin's observer (if any) how it went.
+    fn observed<T>(
+        &self,
+        hook: Hook,
+        f: impl FnOnce(&mut Usage) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let started = Instant::now();
+        let mut usage = Usage::default();
+        let result = f(&mut usage);
+        if let Some(observer) = &self.inner.options.observer {
+            observer.notify(&CallReport {
+                plugin: &self.inner.name,
+                hook,
+                elapsed: started.elapsed(),
+                peak_memory: usage.peak_memory,
+                error: result.as_ref().err().map(CallError::kind),
+            });
+        }
+        result
     }
 
     fn indices<'a, I>(&self, hook: Hook, indices: Option<&'a I>) -> Result<&'a I, CallError> {
@@ -243,7 +283,7 @@ impl Plugin {
     fn probe_config(&self) -> Result<(), CallError> {
         if self.inner.indices.config.is_some() {
             // Instantiating runs `configure`; no hook needed.
-            return self.call(Hook::Configure, |_, _| Ok(Ok(())));
+            return self.call(Hook::Configure, &mut Usage::default(), |_, _| Ok(Ok(())));
         }
         if self.inner.options.config.is_null() {
             Ok(())
@@ -264,6 +304,7 @@ impl Plugin {
     fn call<R>(
         &self,
         hook: Hook,
+        usage: &mut Usage,
         run: impl FnOnce(
             &mut Store<CallState>,
             &Instance,
@@ -282,6 +323,7 @@ impl Plugin {
             Ok(run(&mut store, &instance)?.map_err(|e| (hook, e)))
         })();
         store.data().log.finish();
+        usage.peak_memory = store.data().cap.peak;
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err((hook, e))) => Err(CallError::Plugin {
@@ -304,6 +346,7 @@ impl Plugin {
             CallState {
                 cap: MemoryCap {
                     limit: self.inner.limits.memory,
+                    peak: 0,
                     exceeded: false,
                 },
                 log: LogSink::new(&self.inner.name, hook),
@@ -398,6 +441,12 @@ fn deadline_ticks(limits: Limits, tick: std::time::Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
 }
 
+/// What a call used, filled in by [`Plugin::call`].
+#[derive(Default)]
+struct Usage {
+    peak_memory: u64,
+}
+
 /// Per-call store data.
 pub(crate) struct CallState {
     cap: MemoryCap,
@@ -416,6 +465,8 @@ struct MemoryCapExceeded {
 
 struct MemoryCap {
     limit: u64,
+    /// Largest linear memory size granted, for [`CallReport::peak_memory`].
+    peak: u64,
     exceeded: bool,
 }
 
@@ -426,7 +477,8 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if u64::try_from(desired).unwrap_or(u64::MAX) > self.limit {
+        let desired_bytes = u64::try_from(desired).unwrap_or(u64::MAX);
+        if desired_bytes > self.limit {
             // Failing the call (instead of letting `memory.grow` return -1) makes the
             // outcome deterministic: whatever the guest's allocator does with a failed
             // growth, the host reports "memory exhausted".
@@ -436,6 +488,7 @@ impl ResourceLimiter for MemoryCap {
                 limit: self.limit,
             }));
         }
+        self.peak = self.peak.max(desired_bytes);
         Ok(true)
     }
 

@@ -237,3 +237,33 @@ fn calls_from_many_threads_share_one_handle() {
         assert!(h.join().unwrap_or(false));
     }
 }
+
+#[test]
+fn the_observer_sees_each_call_with_its_outcome_and_peak_memory() {
+    use std::sync::{Arc, Mutex};
+    let runtime = runtime();
+    type Seen = Vec<(Hook, Option<ErrorKind>, u64)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let options = PluginOptions::default()
+        .limits(Limits::default().memory(32 * 1024 * 1024))
+        .observer(move |r| {
+            if let Ok(mut v) = sink.lock() {
+                v.push((r.hook, r.error, r.peak_memory));
+            }
+        });
+    let plugin = runtime
+        .load_file(component("hostile-memory-bomb"), options)
+        .expect("loads");
+    let _ = plugin.place(&context(), &deployment(), &targets());
+    let _ = plugin.transform(&context(), &deployment(), &targets()[0]);
+
+    let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0, seen[0].1), (Hook::Place, None));
+    assert!(seen[0].2 > 0, "a call reports the memory it used");
+    assert_eq!(
+        (seen[1].0, seen[1].1),
+        (Hook::Transform, Some(ErrorKind::MemoryExhausted))
+    );
+}
