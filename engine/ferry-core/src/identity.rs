@@ -18,6 +18,10 @@ pub const MANAGED_BY: &str = "sync.ferry.dev/managed-by";
 pub const MANAGER: &str = "ferry";
 /// Label: the upstream object's logical cluster.
 pub const CLUSTER: &str = "sync.ferry.dev/cluster";
+/// Label: which Ferry installation wrote the copy ([`owner_id`]), so that several
+/// installations (different exports) can sync to the same clusters without taking each
+/// other's copies for orphans.
+pub const OWNER: &str = "sync.ferry.dev/owner";
 /// Label: the upstream object's UID (status goes back only to this object).
 pub const UID: &str = "sync.ferry.dev/uid";
 /// Annotation: the upstream object's namespace (names may exceed label-value limits).
@@ -28,8 +32,21 @@ pub const NAME: &str = "sync.ferry.dev/name";
 pub const WORKSPACE: &str = "sync.ferry.dev/workspace";
 /// Finalizer on upstream objects: downstream copies are deleted before the object goes.
 pub const FINALIZER: &str = "sync.ferry.dev/cleanup";
-/// Label selector matching everything Ferry manages downstream.
-pub const MANAGED_SELECTOR: &str = "sync.ferry.dev/managed-by=ferry";
+
+/// The owner id of the installation that serves APIExport `export` of logical cluster
+/// `export_cluster`: 16 hex digits of SHA-256, a valid label value.
+pub fn owner_id(export_cluster: &str, export: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(export_cluster.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(export.as_bytes());
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Label selector matching the copies one installation manages downstream.
+pub fn managed_selector(owner: &str) -> String {
+    format!("{MANAGED_BY}={MANAGER},{OWNER}={owner}")
+}
 
 /// Identity of an upstream object across all workspaces.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,9 +105,10 @@ pub fn downstream_namespace(cluster: &str, namespace: &str) -> String {
 
 /// The identity labels Ferry puts on a downstream object (on top of whatever the transform
 /// produced, which may not forge them).
-pub fn identity_labels(key: &UpstreamKey, uid: &str) -> BTreeMap<String, String> {
+pub fn identity_labels(key: &UpstreamKey, uid: &str, owner: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY.to_string(), MANAGER.to_string()),
+        (OWNER.to_string(), owner.to_string()),
         (CLUSTER.to_string(), key.cluster.clone()),
         (UID.to_string(), uid.to_string()),
     ])
@@ -163,7 +181,7 @@ mod tests {
     fn origin_round_trips_through_identity_metadata() {
         let key = UpstreamKey::new("2x8", "demo", "web");
         let metadata = json!({
-            "labels": identity_labels(&key, "u-1"),
+            "labels": identity_labels(&key, "u-1", "o"),
             "annotations": identity_annotations(&key, Some("root:team")),
         });
         assert_eq!(

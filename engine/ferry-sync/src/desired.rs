@@ -25,6 +25,7 @@ pub fn prepare(
     object: &mut Value,
     key: &UpstreamKey,
     uid: &str,
+    owner: &str,
     namespace: &str,
     workspace: Option<&str>,
 ) {
@@ -45,7 +46,7 @@ pub fn prepare(
         metadata.remove(*field);
     }
     metadata.insert("namespace".into(), Value::String(namespace.into()));
-    merge_strings(metadata, "labels", identity_labels(key, uid));
+    merge_strings(metadata, "labels", identity_labels(key, uid, owner));
     merge_strings(
         metadata,
         "annotations",
@@ -116,7 +117,7 @@ mod tests {
             "spec": {"replicas": 1},
             "status": {"replicas": 1},
         });
-        prepare(&mut object, &key, "uid-1", "ferry-abc", None);
+        prepare(&mut object, &key, "uid-1", "owner-1", "ferry-abc", None);
         assert_eq!(object["metadata"]["namespace"], "ferry-abc");
         assert_eq!(object["metadata"]["labels"]["sync.ferry.dev/uid"], "uid-1");
         assert_eq!(object["metadata"]["labels"]["app"], "web");

@@ -39,7 +39,7 @@ pub use error::SyncError;
 pub use plugins::{HookError, PluginChain};
 pub use settings::{KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 
-use ferry_core::identity::{MANAGED_SELECTOR, UpstreamKey};
+use ferry_core::identity::{self, UpstreamKey};
 use metrics::Metrics;
 use queue::{Receiver, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
@@ -98,6 +98,7 @@ impl Engine {
         let targets = Arc::new(targets);
         let kcp_clients = Arc::new(KcpClients::new(kcp_config));
         let events = Arc::new(events::EventRecorder::default());
+        let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
 
         let mut tasks = JoinSet::new();
         let mut resources = Vec::new();
@@ -120,6 +121,7 @@ impl Engine {
                 kcp: kcp_clients.clone(),
                 events: events.clone(),
                 metrics: self.metrics.clone(),
+                owner: owner.clone(),
             });
             let (queue, receiver) = WorkQueue::new(
                 QUEUE_CAPACITY,
@@ -208,7 +210,8 @@ async fn watch_downstream(
     queue: WorkQueue<UpstreamKey>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(target.client.clone(), &sync.api);
-    let mut stream = watcher::watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR))
+    let selector = identity::managed_selector(&sync.owner);
+    let mut stream = watcher::watcher(api, watcher::Config::default().labels(&selector))
         .default_backoff()
         .boxed();
     let mut buffer = Vec::new();

@@ -86,6 +86,8 @@ pub struct ResourceSync {
     pub events: Arc<EventRecorder>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// This installation's owner id ([`identity::owner_id`]).
+    pub owner: String,
 }
 
 fn apply_params() -> PatchParams {
@@ -262,6 +264,7 @@ impl ResourceSync {
             &mut desired,
             key,
             uid,
+            &self.owner,
             &namespace,
             context.workspace_path.as_deref(),
         );
@@ -340,6 +343,15 @@ impl ResourceSync {
             name: at.name.clone(),
             reason,
         };
+        let owner = live.pointer(&format!(
+            "/metadata/labels/{}",
+            identity::OWNER.replace('/', "~1")
+        ));
+        if let Some(owner) = owner.and_then(Value::as_str).filter(|o| *o != self.owner) {
+            return Err(collision(format!(
+                "is managed by another Ferry installation (owner {owner})"
+            )));
+        }
         match live.get("metadata").and_then(Origin::of) {
             // Same upstream identity; a different UID is a copy of an earlier object of the
             // same name in the same workspace, which this object replaces.

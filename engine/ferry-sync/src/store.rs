@@ -334,7 +334,7 @@ mod tests {
         let copy: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": key.downstream_namespace(),
-                "labels": identity_labels(&key, "uid-1"),
+                "labels": identity_labels(&key, "uid-1", "owner-1"),
                 "annotations": identity_annotations(&key, None)},
         }))
         .expect("object");

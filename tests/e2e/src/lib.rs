@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end tests: finding the environment started by
 //! `cargo xtask env up`, and talking to kcp workspaces, virtual workspaces and target clusters.
 
+pub mod ferry;
 pub mod kcp;
 pub mod kcp_model;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

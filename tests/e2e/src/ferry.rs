@@ -1,0 +1,257 @@
+//! Running the real `ferry` binary against the environment: a provider workspace with its
+//! export, tenant workspaces bound to it, and a Ferry process configured for them.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferry_core::identity::downstream_namespace;
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+
+use crate::kcp::{self, KcpAdmin, Workspace};
+use crate::{Env, eventually};
+
+/// The directory cargo builds into (from the running test executable: `<dir>/debug/deps/…`).
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| crate::repo_root().join("target"))
+}
+
+/// The `ferry` binary: `$FERRY_BIN`, else `<target>/debug/ferry` (built by `cargo xtask test`).
+pub fn ferry_bin() -> Result<PathBuf> {
+    let path = std::env::var_os("FERRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug").join("ferry"));
+    if !path.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build -p ferry` (cargo xtask test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Where `cargo xtask plugins` put the components.
+pub fn plugin_dir() -> PathBuf {
+    std::env::var_os("FERRY_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("plugins"))
+}
+
+/// The Deployment resource as served by the export and by the clusters.
+pub fn deployments() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+        "deployments",
+    )
+}
+
+/// A provider workspace exporting Deployments and Services (the examples' export).
+pub async fn platform(admin: &KcpAdmin, name: &str) -> Result<Workspace> {
+    let provider = admin.create_workspace("root", name).await?;
+    let client = admin.workspace(&provider.path)?;
+    for file in [
+        "provider/apiresourceschema-deployments.apps.yaml",
+        "provider/apiresourceschema-services.core.yaml",
+        "provider/apiexport-kubernetes.yaml",
+    ] {
+        kcp::apply_manifest(&client, &kcp::example(file)?).await?;
+    }
+    Ok(provider)
+}
+
+/// A tenant workspace bound to `provider`'s export, with namespace `namespace` created.
+pub async fn tenant(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+) -> Result<Workspace> {
+    let tenant = admin.create_workspace("root", name).await?;
+    let client = admin.workspace(&tenant.path)?;
+    let binding = kcp::example("tenant/apibinding-kubernetes.yaml")?
+        .replace("path: root:platform", &format!("path: {}", provider.path));
+    kcp::apply_manifest(&client, &binding).await?;
+    let bindings: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apis.kcp.io", "v1alpha2", "APIBinding"),
+            "apibindings",
+        ),
+    );
+    eventually(
+        "the APIBinding to be Bound",
+        Duration::from_secs(60),
+        || async {
+            let b = bindings.get("kubernetes").await?;
+            Ok(
+                (b.data.pointer("/status/phase").and_then(|p| p.as_str()) == Some("Bound"))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+    kcp::apply_manifest(&client, &ns).await?;
+    // The bound API is served a moment after the binding reports Bound.
+    let deployments: Api<DynamicObject> = Api::namespaced_with(client, namespace, &deployments());
+    eventually(
+        "the tenant to serve deployments",
+        Duration::from_secs(30),
+        || async { Ok(deployments.list(&Default::default()).await.map(|_| ())?).map(Some) },
+    )
+    .await?;
+    Ok(tenant)
+}
+
+/// The namespace a tenant namespace maps to on every target.
+pub fn mapped_namespace(tenant: &Workspace, namespace: &str) -> String {
+    downstream_namespace(&tenant.logical_cluster, namespace)
+}
+
+/// Options for the Ferry configuration a test runs with.
+#[derive(Clone, Debug)]
+pub struct FerryOptions {
+    /// `label-placement`'s default selector ("" = every target).
+    pub placement_default: String,
+    /// Transform plugin name or path.
+    pub transform: String,
+    /// Status plugin name.
+    pub status: String,
+    /// Resync period.
+    pub resync_seconds: u64,
+}
+
+impl Default for FerryOptions {
+    fn default() -> Self {
+        Self {
+            placement_default: String::new(),
+            transform: "default-transform".into(),
+            status: "deployment-status".into(),
+            resync_seconds: 600,
+        }
+    }
+}
+
+/// A running `ferry run` process, killed when dropped. Its log is kept in the test's
+/// directory and printed when a test that started it fails (see [`Ferry::log`]).
+pub struct Ferry {
+    child: Option<Child>,
+    /// The test's scratch directory (config, log).
+    pub dir: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+impl Ferry {
+    /// Writes a configuration for `provider` and starts Ferry with it.
+    pub fn start(env: &Env, provider: &Workspace, options: &FerryOptions) -> Result<Ferry> {
+        let dir = env.dir.join("e2e").join(format!(
+            "{}-{}",
+            provider.path.replace(':', "-"),
+            crate::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("ferry.yaml");
+        let text = format!(
+            "kcp:\n  kubeconfig: {kcp}\n  context: root\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
+             targets:\n\
+             - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}}}\n\
+             - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}}}\n\
+             resources:\n\
+             - group: apps\n  resource: deployments\n\
+             \x20 placement: {{plugin: label-placement, config: {{default: \"{placement}\"}}}}\n\
+             \x20 transform: {{plugin: {transform}}}\n\
+             \x20 status: {{plugin: {status}}}\n\
+             plugins: {{dir: {plugins}}}\n\
+             engine: {{resyncSeconds: {resync}}}\n",
+            kcp = env.kcp_kubeconfig().display(),
+            workspace = provider.path,
+            c1 = env.cluster_kubeconfig("cluster-1").display(),
+            c2 = env.cluster_kubeconfig("cluster-2").display(),
+            placement = options.placement_default,
+            transform = options.transform,
+            status = options.status,
+            plugins = plugin_dir().display(),
+            resync = options.resync_seconds,
+        );
+        std::fs::write(&config, text)?;
+        let mut ferry = Ferry {
+            child: None,
+            dir,
+            config,
+        };
+        ferry.restart()?;
+        Ok(ferry)
+    }
+
+    /// (Re)starts the process with the same configuration, appending to the same log.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        writeln!(log, "===== ferry run =====")?;
+        let child = Command::new(ferry_bin()?)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("FERRY_LOG", "info,ferry_sync=debug,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting ferry")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills the process at once (SIGKILL: no graceful shutdown, as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Fails if the process exited (e.g. a configuration error), with its log.
+    pub fn check_running(&mut self) -> Result<()> {
+        if let Some(child) = &mut self.child {
+            if let Some(status) = child.try_wait()? {
+                bail!("ferry exited with {status}:\n{}", self.log());
+            }
+        }
+        Ok(())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("ferry.log")
+    }
+
+    /// The process's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- ferry log ({}) ----\n{}",
+                self.log_path().display(),
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One end-to-end scenario: a platform, tenants, a running Ferry, and the clusters.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::ferry::{self, Ferry, FerryOptions};
+use crate::kcp::{KcpAdmin, Workspace};
+use crate::{CLUSTERS, Env, eventually};
+
+/// How long a scenario waits for Ferry to converge.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+
+/// A running scenario.
+pub struct Scenario {
+    /// The environment.
+    pub env: Env,
+    /// kcp admin.
+    pub admin: KcpAdmin,
+    /// The provider workspace.
+    pub provider: Workspace,
+    /// Tenant workspaces, each with namespace `demo`.
+    pub tenants: Vec<Workspace>,
+    /// Ferry.
+    pub ferry: Ferry,
+}
+
+impl Scenario {
+    /// A platform, `tenants` tenant workspaces and a Ferry for them. `name` keeps workspaces
+    /// of different tests apart.
+    pub async fn start(
+        env: &Env,
+        name: &str,
+        tenants: usize,
+        options: FerryOptions,
+    ) -> Result<Scenario> {
+        let admin = KcpAdmin::new(env).await?;
+        let suffix = crate::unique_suffix();
+        let provider = ferry::platform(&admin, &format!("{name}-platform-{suffix}")).await?;
+        let mut workspaces = Vec::new();
+        for i in 0..tenants {
+            workspaces.push(
+                ferry::tenant(
+                    &admin,
+                    &provider,
+                    &format!("{name}-team{i}-{suffix}"),
+                    "demo",
+                )
+                .await?,
+            );
+        }
+        let ferry = Ferry::start(env, &provider, &options)?;
+        Ok(Scenario {
+            env: env.clone(),
+            admin,
+            provider,
+            tenants: workspaces,
+            ferry,
+        })
+    }
+
+    /// Ends the scenario: on failure, prints Ferry's log so the failure can be understood.
+    pub fn finish(mut self, result: Result<()>) -> Result<()> {
+        if let Err(err) = &result {
+            eprintln!(
+                "scenario failed: {err:#}\n---- ferry log ----\n{}",
+                self.ferry.log()
+            );
+        }
+        self.ferry.kill();
+        result
+    }
+
+    /// Deployments in tenant `i`'s namespace `demo`.
+    pub fn tenant_deployments(&self, i: usize) -> Result<Api<DynamicObject>> {
+        let client = self.admin.workspace(&self.tenants[i].path)?;
+        Ok(Api::namespaced_with(client, "demo", &ferry::deployments()))
+    }
+
+    /// Deployments in tenant `i`'s mapped namespace on `cluster`.
+    pub async fn copies(&self, i: usize, cluster: &str) -> Result<Api<DynamicObject>> {
+        let client = self.env.cluster_client(cluster).await?;
+        let namespace = ferry::mapped_namespace(&self.tenants[i], "demo");
+        Ok(Api::namespaced_with(
+            client,
+            &namespace,
+            &ferry::deployments(),
+        ))
+    }
+
+    /// Creates (applies) a Deployment `name` in tenant `i` from the example manifest,
+    /// with `replicas` and extra annotations.
+    pub async fn apply_deployment(
+        &self,
+        i: usize,
+        name: &str,
+        replicas: i64,
+        annotations: &[(&str, &str)],
+    ) -> Result<()> {
+        let manifest = crate::kcp::example("tenant/deployment.yaml")?;
+        let mut object: Value = serde_yaml::from_str(
+            manifest
+                .split("---")
+                .nth(1)
+                .context("example has two documents")?,
+        )?;
+        object["metadata"]["name"] = name.into();
+        object["spec"]["replicas"] = replicas.into();
+        for (k, v) in annotations {
+            object["metadata"]["annotations"][*k] = (*v).into();
+        }
+        self.tenant_deployments(i)?
+            .patch(
+                name,
+                &PatchParams::apply("e2e-tenant").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .with_context(|| format!("applying deployment {name} in tenant {i}"))?;
+        Ok(())
+    }
+
+    /// Waits until `check` holds for the copy of `name` on `cluster` (`None` = absent).
+    pub async fn wait_copy(
+        &mut self,
+        i: usize,
+        cluster: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(Option<&DynamicObject>) -> bool,
+    ) -> Result<Option<DynamicObject>> {
+        let api = self.copies(i, cluster).await?;
+        let ferry = &mut self.ferry;
+        eventually(
+            &format!("{what} (copy of {name} on {cluster})"),
+            CONVERGE,
+            || {
+                let api = api.clone();
+                let running = ferry.check_running();
+                let check = &check;
+                async move {
+                    running?;
+                    let copy = api.get_opt(name).await?;
+                    Ok(check(copy.as_ref()).then_some(copy))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until `check` holds for the upstream object (`None` = absent).
+    pub async fn wait_upstream(
+        &self,
+        i: usize,
+        name: &str,
+        what: &str,
+        check: impl Fn(Option<&DynamicObject>) -> bool,
+    ) -> Result<Option<DynamicObject>> {
+        let api = self.tenant_deployments(i)?;
+        eventually(&format!("{what} (upstream {name})"), CONVERGE, || {
+            let api = api.clone();
+            let check = &check;
+            async move {
+                let object = api.get_opt(name).await?;
+                Ok(check(object.as_ref()).then_some(object))
+            }
+        })
+        .await
+    }
+
+    /// Waits until every cluster has (or lacks) a copy of `name` from tenant `i`.
+    pub async fn wait_on_all(&mut self, i: usize, name: &str, present: bool) -> Result<()> {
+        for cluster in CLUSTERS {
+            let what = if present {
+                "copy to exist"
+            } else {
+                "copy to be gone"
+            };
+            self.wait_copy(i, cluster, name, what, |c| c.is_some() == present)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `spec.replicas` of an object.
+pub fn replicas(object: Option<&DynamicObject>) -> Option<i64> {
+    object?.data.pointer("/spec/replicas")?.as_i64()
+}
