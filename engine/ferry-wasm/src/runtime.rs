@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     /// Compiled components by SHA-256 of their bytes: loading the same plugin for several
     /// resources (or reloading an unchanged file) compiles it once.
     compiled: Mutex<HashMap<String, Component>>,
+    pooling: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -73,7 +74,25 @@ impl Runtime {
             // (tokio blocking threads have 2 MiB) is at risk.
             .max_wasm_stack(512 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm).map_err(RuntimeError)?;
+        // The pool reserves its address space when the engine is built: about 4 GiB per
+        // memory slot, which is what makes bounds checks free. Where a process may not
+        // reserve that much (`ulimit -v`, 39-bit address spaces), allocate per instance
+        // instead. Spin and `wasmtime serve` probe the address space before choosing; trying
+        // and falling back needs no probe, and every limit (deadline, memory cap, fresh
+        // store per call) is enforced the same way with either allocator.
+        let (engine, pooling) = match Engine::new(&wasm) {
+            Ok(engine) => (engine, true),
+            Err(error) => {
+                tracing::warn!(%error, "pooling allocator unavailable, allocating instances on demand");
+                // Reserve only what the memory ceiling needs; guests then pay for explicit
+                // bounds checks, which is the price of running at all.
+                wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand)
+                    .memory_reservation(config.max_memory_per_instance)
+                    .memory_guard_size(64 * 1024)
+                    .memory_reservation_for_growth(0);
+                (Engine::new(&wasm).map_err(RuntimeError)?, false)
+            }
+        };
 
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop))
@@ -83,6 +102,7 @@ impl Runtime {
                 engine,
                 config,
                 compiled: Mutex::new(HashMap::new()),
+                pooling,
                 stop,
             }),
         })
@@ -161,6 +181,13 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(digest.to_owned(), component.clone());
         Ok(component)
+    }
+
+    /// Whether instances come from the pooling allocator (false after a fallback to
+    /// per-instance allocation, see [`Runtime::new`]).
+    #[must_use]
+    pub fn uses_pooling(&self) -> bool {
+        self.shared.pooling
     }
 
     /// The wasmtime engine (benchmarks and diagnostics).
