@@ -236,14 +236,7 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             "--log-level=warn".into(),
         ],
     )?;
-    let audit_policy = dir.join("audit-policy.yaml");
-    // Mutating requests only: tests count Ferry's writes (a quiet engine makes none at rest).
-    std::fs::write(
-        &audit_policy,
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
-         - level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n\
-         - level: None\n",
-    )?;
+    let audit_policy = write_audit_policy(&dir)?;
     launcher.spawn(
         &format!("{name}-apiserver"),
         &KUBERNETES.bin("kube-apiserver"),
@@ -270,7 +263,7 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             "--endpoint-reconciler-type=none".into(),
             format!("--audit-policy-file={}", audit_policy.display()),
             format!("--audit-log-path={}", dir.join("audit.log").display()),
-            "--audit-log-maxsize=100".into(),
+            "--audit-log-maxsize=200".into(),
             "--profiling=false".into(),
         ],
     )?;
@@ -313,6 +306,20 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
     })
 }
 
+/// Audit policy of every server: mutating requests only, so tests can count the writes a
+/// client (by user agent) made: a quiet engine makes none at rest.
+fn write_audit_policy(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("audit-policy.yaml");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        &path,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+         - level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n\
+         - level: None\n",
+    )?;
+    Ok(path)
+}
+
 fn write_kubeconfig(path: &Path, name: &str, port: u16, pki: &pki::ClusterPki) -> Result<()> {
     let b64 = |p: &Path| -> Result<String> {
         Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(p)?))
@@ -350,6 +357,12 @@ fn start_kcp(launcher: &mut Launcher<'_>) -> Result<KcpPlan> {
             format!("--secure-port={port}"),
             format!("--embedded-etcd-client-port={etcd_client}"),
             format!("--embedded-etcd-peer-port={etcd_peer}"),
+            format!(
+                "--audit-policy-file={}",
+                write_audit_policy(&root)?.display()
+            ),
+            format!("--audit-log-path={}", root.join("audit.log").display()),
+            "--audit-log-maxsize=200".into(),
         ],
     )?;
     launcher

@@ -44,6 +44,17 @@ fn env_running() -> bool {
 
 fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // End-to-end tests run the real binary, which `cargo test` does not build for another
+    // package's tests.
+    eprintln!("==> cargo build -p ferry");
+    let status = Command::new(&cargo)
+        .current_dir(paths::repo_root())
+        .args(["build", "--package", "ferry"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building ferry failed");
+    }
     eprintln!("==> cargo test --workspace");
     let status = Command::new(cargo)
         .current_dir(paths::repo_root())

@@ -93,6 +93,32 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// The first path at which `desired` is not a subset of `live` (for logs: "why apply?").
+pub fn first_difference(desired: &Value, live: &Value) -> Option<String> {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().find_map(|(k, dv)| match l.get(k) {
+            Some(lv) => first_difference(dv, lv).map(|rest| join(k, &rest)),
+            None if is_empty(dv) => None,
+            None => Some(k.clone()),
+        }),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
+            d.iter().zip(l).enumerate().find_map(|(i, (dv, lv))| {
+                first_difference(dv, lv).map(|rest| join(&format!("[{i}]"), &rest))
+            })
+        }
+        _ if is_subset(desired, live) => None,
+        _ => Some(String::new()),
+    }
+}
+
+fn join(head: &str, rest: &str) -> String {
+    match (rest.is_empty(), rest.starts_with('[')) {
+        (true, _) => head.to_string(),
+        (false, true) => format!("{head}{rest}"),
+        (false, false) => format!("{head}.{rest}"),
+    }
+}
+
 fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
@@ -150,6 +176,18 @@ mod tests {
         let list = json!({"args": ["a", "b"]});
         assert!(!is_subset(&list, &json!({"args": ["a"]})));
         assert!(!is_subset(&list, &json!({"args": ["a", "b", "c"]})));
+    }
+
+    #[test]
+    fn the_first_difference_names_its_path() {
+        let desired =
+            json!({"spec": {"replicas": 2, "containers": [{"name": "a"}, {"name": "b"}]}});
+        let live = json!({"spec": {"replicas": 2, "containers": [{"name": "a"}, {"name": "c"}]}});
+        assert_eq!(
+            first_difference(&desired, &live).as_deref(),
+            Some("spec.containers[1].name")
+        );
+        assert_eq!(first_difference(&desired, &desired), None);
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub enum SyncError {
         /// Whose it is.
         reason: String,
     },
+    /// A target did not answer in time.
+    #[error("target {target} did not answer within {after:?}")]
+    Timeout {
+        /// Target cluster.
+        target: String,
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// Several targets failed; each is listed.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Targets(Vec<SyncError>),
@@ -55,7 +63,7 @@ impl SyncError {
     /// The Event reason shown on the upstream object.
     pub fn reason(&self) -> &'static str {
         match self {
-            SyncError::Api { .. } => "SyncFailed",
+            SyncError::Api { .. } | SyncError::Timeout { .. } => "SyncFailed",
             SyncError::NotExported { .. } | SyncError::Export(_) => "ExportInvalid",
             SyncError::Plugin(_) => "PluginFailed",
             SyncError::Collision { .. } => "NameCollision",

@@ -122,6 +122,7 @@ impl Engine {
                 events: events.clone(),
                 metrics: self.metrics.clone(),
                 owner: owner.clone(),
+                target_timeout: settings.target_timeout,
             });
             let (queue, receiver) = WorkQueue::new(
                 QUEUE_CAPACITY,
@@ -204,6 +205,22 @@ async fn resync(
     }
 }
 
+/// Items of a list response carry no apiVersion/kind; watch events do. Plugins and the
+/// comparison with the desired state need them, so they are set from the resource.
+fn with_types(sync: &ResourceSync, mut object: DynamicObject) -> DynamicObject {
+    if object
+        .types
+        .as_ref()
+        .is_none_or(|t| t.api_version.is_empty() || t.kind.is_empty())
+    {
+        object.types = Some(kube::core::TypeMeta {
+            api_version: sync.api.api_version.clone(),
+            kind: sync.api.kind.clone(),
+        });
+    }
+    object
+}
+
 async fn watch_downstream(
     sync: Arc<ResourceSync>,
     target: Arc<TargetCluster>,
@@ -218,7 +235,7 @@ async fn watch_downstream(
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(object)) => buffer.push(object),
+            Ok(Event::InitApply(object)) => buffer.push(with_types(&sync, object)),
             Ok(Event::InitDone) => {
                 tracing::info!(resource = %sync.name, target = %target.name(), copies = buffer.len(), "listed copies");
                 for key in sync
@@ -229,7 +246,10 @@ async fn watch_downstream(
                 }
             }
             Ok(Event::Apply(object)) => {
-                if let Some(key) = sync.downstream.apply(target.name(), object) {
+                if let Some(key) = sync
+                    .downstream
+                    .apply(target.name(), with_types(&sync, object))
+                {
                     queue.add(key).await;
                 }
             }
@@ -259,7 +279,7 @@ async fn watch_upstream(
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(object)) => buffer.push(object),
+            Ok(Event::InitApply(object)) => buffer.push(with_types(&sync, object)),
             Ok(Event::InitDone) => {
                 tracing::info!(resource = %sync.name, %shard, objects = buffer.len(), "listed upstream objects");
                 let keys = sync
@@ -272,7 +292,7 @@ async fn watch_upstream(
                 }
             }
             Ok(Event::Apply(object)) => {
-                if let Some(key) = sync.upstream.apply(&shard, object) {
+                if let Some(key) = sync.upstream.apply(&shard, with_types(&sync, object)) {
                     queue.add(key).await;
                 }
             }

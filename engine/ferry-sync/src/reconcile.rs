@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditi
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use crate::desired::{is_subset, prepare};
+use crate::desired::{first_difference, is_subset, prepare};
 use crate::error::{SyncError, is_conflict, is_not_found};
 use crate::events::EventRecorder;
 use crate::metrics::{Metrics, names};
@@ -88,6 +88,8 @@ pub struct ResourceSync {
     pub metrics: Arc<Metrics>,
     /// This installation's owner id ([`identity::owner_id`]).
     pub owner: String,
+    /// How long one target's part of a reconcile may take.
+    pub target_timeout: Duration,
 }
 
 fn apply_params() -> PatchParams {
@@ -188,8 +190,22 @@ impl ResourceSync {
         let mut errors = Vec::new();
         let mut kept = BTreeSet::new();
         let mut copies = Vec::new();
-        for target in self.targets.iter().filter(|t| placed.contains(t.name())) {
-            match self.sync_target(key, &uid, &value, &context, target).await {
+        // Targets in parallel, each bounded in time: a slow or unreachable cluster must not
+        // hold up the others (or this worker) for long.
+        let chosen: Vec<&Arc<TargetCluster>> = self
+            .targets
+            .iter()
+            .filter(|t| placed.contains(t.name()))
+            .collect();
+        let results = futures::future::join_all(chosen.iter().map(|target| {
+            self.bounded(
+                target,
+                self.sync_target(key, &uid, &value, &context, target),
+            )
+        }))
+        .await;
+        for (target, result) in chosen.into_iter().zip(results) {
+            match result {
                 Ok(Some((at, live))) => {
                     kept.insert(at);
                     copies.push(Downstream {
@@ -218,7 +234,7 @@ impl ResourceSync {
         // Copies on targets no longer chosen (or skipped by the transform) go.
         for (at, copy) in self.downstream.copies_of(key) {
             if !kept.contains(&at) {
-                if let Err(err) = self.delete_copy(&at, &copy).await {
+                if let Err(err) = self.delete_copy_bounded(&at, &copy).await {
                     errors.push(err);
                 }
             }
@@ -304,6 +320,11 @@ impl ResourceSync {
             if is_subset(&desired, live) {
                 return Ok(Some((at, live.clone())));
             }
+            tracing::info!(
+                resource = %self.name, object = %key, target = %at.target,
+                field = first_difference(&desired, live).as_deref().unwrap_or("?"),
+                "copy differs from the desired state"
+            );
         }
 
         self.ensure_namespace(target, &namespace, key, context)
@@ -430,6 +451,32 @@ impl ResourceSync {
         Ok(())
     }
 
+    /// Runs one target's part of a reconcile within [`ResourceSync::target_timeout`].
+    async fn bounded<T>(
+        &self,
+        target: &TargetCluster,
+        work: impl std::future::Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        match tokio::time::timeout(self.target_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(SyncError::Timeout {
+                target: target.name().to_string(),
+                after: self.target_timeout,
+            }),
+        }
+    }
+
+    async fn delete_copy_bounded(
+        &self,
+        at: &CopyRef,
+        copy: &DynamicObject,
+    ) -> Result<(), SyncError> {
+        match self.targets.iter().find(|t| t.name() == at.target) {
+            Some(target) => self.bounded(target, self.delete_copy(at, copy)).await,
+            None => Ok(()),
+        }
+    }
+
     /// Deletes one copy, only if it is still the object Ferry saw (UID precondition).
     async fn delete_copy(&self, at: &CopyRef, copy: &DynamicObject) -> Result<(), SyncError> {
         let Some(target) = self.targets.iter().find(|t| t.name() == at.target) else {
@@ -476,7 +523,7 @@ impl ResourceSync {
             return Ok(());
         }
         for (at, copy) in self.downstream.copies_of(key) {
-            self.delete_copy(&at, &copy).await?;
+            self.delete_copy_bounded(&at, &copy).await?;
         }
         Ok(())
     }
@@ -500,7 +547,7 @@ impl ResourceSync {
         let copies = self.downstream.copies_of(key);
         let mut errors = Vec::new();
         for (at, copy) in &copies {
-            if let Err(err) = self.delete_copy(at, copy).await {
+            if let Err(err) = self.delete_copy_bounded(at, copy).await {
                 errors.push(err);
             }
         }

@@ -20,6 +20,9 @@ pub struct SyncSettings {
     /// Every object is reconciled again this often even without events (level-triggered
     /// safety net for missed events; at rest it writes nothing).
     pub resync: Duration,
+    /// How long one target's part of a reconcile may take before it counts as failed (and is
+    /// retried), so an unreachable cluster does not hold up the others.
+    pub target_timeout: Duration,
 }
 
 /// The kcp side.
@@ -83,6 +86,8 @@ pub mod defaults {
     /// sync of thousands of objects should not look like an attack to the target's API
     /// priority-and-fairness.
     pub const WRITES_PER_SECOND: f64 = 50.0;
+    /// Per-target time limit of a reconcile.
+    pub const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
     /// Minimum retry delay after a failed reconcile.
     pub const RETRY_MIN: Duration = Duration::from_millis(500);
     /// Maximum retry delay after repeated failures.

@@ -118,6 +118,9 @@ pub struct EngineConfig {
     /// Resync period in seconds.
     #[serde(default)]
     pub resync_seconds: Option<u64>,
+    /// Per-target time limit of one reconcile, in seconds.
+    #[serde(default)]
+    pub target_timeout_seconds: Option<u64>,
 }
 
 /// Everything wrong with a configuration file.

@@ -162,6 +162,10 @@ async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result
             .engine
             .resync_seconds
             .map_or(defaults::RESYNC, Duration::from_secs),
+        target_timeout: config
+            .engine
+            .target_timeout_seconds
+            .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
     };
 
     let engine = Engine::new(settings);

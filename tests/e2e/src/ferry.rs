@@ -150,6 +150,8 @@ pub struct Ferry {
     pub dir: PathBuf,
     /// The configuration file.
     pub config: PathBuf,
+    /// Port of the metrics endpoint.
+    pub metrics_port: u16,
 }
 
 impl Ferry {
@@ -185,10 +187,14 @@ impl Ferry {
             resync = options.resync_seconds,
         );
         std::fs::write(&config, text)?;
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut ferry = Ferry {
             child: None,
             dir,
             config,
+            metrics_port,
         };
         ferry.restart()?;
         Ok(ferry)
@@ -205,6 +211,7 @@ impl Ferry {
         let child = Command::new(ferry_bin()?)
             .args(["run", "--config"])
             .arg(&self.config)
+            .arg(format!("--metrics-addr=127.0.0.1:{}", self.metrics_port))
             .env("FERRY_LOG", "info,ferry_sync=debug,kube=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -231,6 +238,21 @@ impl Ferry {
             }
         }
         Ok(())
+    }
+
+    /// The sum of a counter over its labels, from the running process's metrics endpoint
+    /// (counters start at zero with each process).
+    pub async fn metric(&self, name: &str) -> Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
     }
 
     fn log_path(&self) -> PathBuf {

@@ -189,3 +189,72 @@ impl Scenario {
 pub fn replicas(object: Option<&DynamicObject>) -> Option<i64> {
     object?.data.pointer("/spec/replicas")?.as_i64()
 }
+
+/// Mutating requests recorded in a server's audit log that were made by Ferry (user agent
+/// `ferry/…`) and match `filter` (on the audit event). Servers log mutating requests only.
+pub fn ferry_writes(audit_log: &std::path::Path, filter: impl Fn(&Value) -> bool) -> Result<usize> {
+    let text = std::fs::read_to_string(audit_log)
+        .with_context(|| format!("reading {}", audit_log.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| {
+            event["userAgent"]
+                .as_str()
+                .is_some_and(|ua| ua.starts_with("ferry/"))
+        })
+        .filter(|event| filter(event))
+        .count())
+}
+
+impl Scenario {
+    /// Ferry's writes so far to this scenario's mapped namespaces on the clusters, from the
+    /// clusters' audit logs (independent of Ferry's own accounting).
+    pub fn downstream_writes(&self) -> Result<usize> {
+        let namespaces: Vec<String> = self
+            .tenants
+            .iter()
+            .map(|t| ferry::mapped_namespace(t, "demo"))
+            .collect();
+        let mut writes = 0;
+        for cluster in CLUSTERS {
+            writes += ferry_writes(&self.env.dir.join(cluster).join("audit.log"), |event| {
+                let namespace = event["objectRef"]["namespace"].as_str().or_else(|| {
+                    // Namespace objects themselves are cluster-scoped: match by name.
+                    (event["objectRef"]["resource"] == "namespaces")
+                        .then(|| event["objectRef"]["name"].as_str())
+                        .flatten()
+                });
+                namespace.is_some_and(|n| namespaces.iter().any(|m| m == n))
+            })?;
+        }
+        Ok(writes)
+    }
+
+    /// Ferry's writes to kcp since its process started, from its metrics (kcp does not audit
+    /// requests to virtual workspaces).
+    pub async fn upstream_writes(&self) -> Result<u64> {
+        self.ferry.metric("ferry_upstream_writes_total").await
+    }
+
+    /// Events on object `name` in tenant `i` with `reason`.
+    pub async fn events(
+        &self,
+        i: usize,
+        name: &str,
+        reason: &str,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Event>> {
+        let client = self.admin.workspace(&self.tenants[i].path)?;
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "demo");
+        Ok(api
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .collect())
+    }
+}

@@ -1,11 +1,14 @@
 //! End-to-end tests of the sync engine on the real environment: kcp and two kube-apiservers,
 //! the real `ferry` binary, the first-party Wasm plugins.
 
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 use ferry_e2e::Env;
 use ferry_e2e::ferry::FerryOptions;
-use ferry_e2e::scenario::{Scenario, replicas};
-use kube::api::DeleteParams;
+use ferry_e2e::scenario::{CONVERGE, Scenario, replicas};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_deployment_is_created_updated_and_deleted_on_every_cluster_with_status_back()
@@ -63,6 +66,247 @@ async fn a_deployment_is_created_updated_and_deleted_on_every_cluster_with_statu
         s.wait_on_all(0, "web", false).await?;
         s.wait_upstream(0, "web", "the object to be gone", |o| o.is_none())
             .await?;
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn the_same_namespace_and_name_in_two_workspaces_never_collide() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "isolation", 2, FerryOptions::default()).await?;
+    let result = async {
+        s.apply_deployment(0, "web", 1, &[]).await?;
+        s.apply_deployment(1, "web", 3, &[]).await?;
+        for cluster in ["cluster-1", "cluster-2"] {
+            s.wait_copy(0, cluster, "web", "tenant 0's replicas", |c| {
+                replicas(c) == Some(1)
+            })
+            .await?;
+            s.wait_copy(1, cluster, "web", "tenant 1's replicas", |c| {
+                replicas(c) == Some(3)
+            })
+            .await?;
+        }
+        let (a, b) = (
+            ferry_e2e::ferry::mapped_namespace(&s.tenants[0], "demo"),
+            ferry_e2e::ferry::mapped_namespace(&s.tenants[1], "demo"),
+        );
+        ensure!(a != b, "both tenants map to {a}");
+        // Each tenant's status comes from its own copies only.
+        for (i, expected) in [(0, 2), (1, 6)] {
+            s.wait_upstream(i, "web", "status from its own copies", |o| {
+                o.and_then(|o| o.data.pointer("/status/replicas"))
+                    .and_then(|r| r.as_i64())
+                    == Some(expected)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn a_placement_change_moves_the_copy_and_removes_it_from_the_old_cluster() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "placement", 1, FerryOptions::default()).await?;
+    let result = async {
+        s.apply_deployment(0, "web", 1, &[("sync.ferry.dev/placement", "region=eu")])
+            .await?;
+        s.wait_copy(0, "cluster-1", "web", "copy in eu", |c| c.is_some())
+            .await?;
+        let absent = s.copies(0, "cluster-2").await?.get_opt("web").await?;
+        ensure!(
+            absent.is_none(),
+            "placed in us although the selector says eu"
+        );
+
+        s.apply_deployment(0, "web", 1, &[("sync.ferry.dev/placement", "region=us")])
+            .await?;
+        s.wait_copy(0, "cluster-2", "web", "copy moved to us", |c| c.is_some())
+            .await?;
+        s.wait_copy(0, "cluster-1", "web", "copy removed from eu", |c| {
+            c.is_none()
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn a_manual_edit_of_a_copy_is_corrected() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "drift", 1, FerryOptions::default()).await?;
+    let result = async {
+        s.apply_deployment(0, "web", 2, &[]).await?;
+        s.wait_copy(0, "cluster-1", "web", "replicas 2", |c| {
+            replicas(c) == Some(2)
+        })
+        .await?;
+        let copies = s.copies(0, "cluster-1").await?;
+        copies
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 7}})),
+            )
+            .await?;
+        s.wait_copy(0, "cluster-1", "web", "the edit undone", |c| {
+            replicas(c) == Some(2)
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn a_failing_plugin_is_reported_as_an_event_while_other_objects_sync() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "plugin-error", 1, FerryOptions::default()).await?;
+    let result = async {
+        // A selector label-placement cannot parse: its `place` hook fails for this object only.
+        s.apply_deployment(
+            0,
+            "broken",
+            1,
+            &[("sync.ferry.dev/placement", "region in (eu")],
+        )
+        .await?;
+        s.apply_deployment(0, "fine", 1, &[]).await?;
+        s.wait_on_all(0, "fine", true).await?;
+        let events =
+            ferry_e2e::eventually("a PluginFailed event on `broken`", CONVERGE, || async {
+                let events = s.events(0, "broken", "PluginFailed").await?;
+                Ok((!events.is_empty()).then_some(events))
+            })
+            .await?;
+        let message = events[0].message.clone().unwrap_or_default();
+        ensure!(
+            message.contains("label-placement") && message.contains("place"),
+            "event message: {message}"
+        );
+        let copy = s.copies(0, "cluster-1").await?.get_opt("broken").await?;
+        ensure!(copy.is_none(), "the broken object was synced anyway");
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn ferry_killed_mid_sync_converges_after_restart_and_propagates_deletes_made_while_down()
+-> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "restart", 1, FerryOptions::default()).await?;
+    let result = async {
+        let names: Vec<String> = (0..12).map(|i| format!("app-{i}")).collect();
+        for name in &names {
+            s.apply_deployment(0, name, 1, &[]).await?;
+        }
+        // Kill it as soon as the first copy lands: the rest is mid-flight.
+        s.wait_copy(0, "cluster-1", "app-0", "the first copy", |c| c.is_some())
+            .await?;
+        s.ferry.kill();
+        // While Ferry is down: delete some objects (their finalizer holds them) and add one.
+        for name in &names[..3] {
+            s.tenant_deployments(0)?
+                .delete(name, &DeleteParams::default())
+                .await?;
+        }
+        s.apply_deployment(0, "late", 1, &[]).await?;
+        s.ferry.restart()?;
+
+        for name in names[3..].iter().map(String::as_str).chain(["late"]) {
+            s.wait_on_all(0, name, true).await?;
+        }
+        for name in &names[..3] {
+            s.wait_on_all(0, name, false).await?;
+            s.wait_upstream(0, name, "deletion to complete", |o| o.is_none())
+                .await?;
+        }
+        // No orphans: every copy belongs to a live upstream object.
+        let live: Vec<String> = s
+            .tenant_deployments(0)?
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect();
+        for cluster in ["cluster-1", "cluster-2"] {
+            for copy in s
+                .copies(0, cluster)
+                .await?
+                .list(&Default::default())
+                .await?
+                .items
+            {
+                let name = copy.metadata.name.unwrap_or_default();
+                ensure!(live.contains(&name), "orphan {name} on {cluster}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn ferry_makes_no_writes_at_rest_and_none_when_restarted_with_nothing_changed() -> Result<()>
+{
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let mut s = Scenario::start(&env, "quiet", 1, FerryOptions::default()).await?;
+    let result = async {
+        for i in 0..5 {
+            s.apply_deployment(0, &format!("app-{i}"), 1, &[]).await?;
+        }
+        for i in 0..5 {
+            let name = format!("app-{i}");
+            s.wait_on_all(0, &name, true).await?;
+            s.wait_upstream(0, &name, "status from both clusters", |o| {
+                o.and_then(|o| o.data.pointer("/status/replicas")).and_then(|r| r.as_i64()) == Some(2)
+            })
+            .await?;
+        }
+        // Let controllers settle (their status updates trigger reconciles that must not write).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (up, down) = (s.upstream_writes().await?, s.downstream_writes()?);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (up_rest, down_rest) = (s.upstream_writes().await?, s.downstream_writes()?);
+        ensure!(
+            (up_rest, down_rest) == (up, down),
+            "writes at rest: kcp {up} -> {up_rest}, clusters {down} -> {down_rest}"
+        );
+
+        s.ferry.restart()?;
+        // Long enough to list everything again and reconcile every object.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        s.ferry.check_running()?;
+        let (up_restart, down_restart) = (s.upstream_writes().await?, s.downstream_writes()? - down);
+        eprintln!(
+            "converged with {up} kcp and {down} cluster writes; a restart with nothing changed made \
+             {up_restart} kcp and {down_restart} cluster writes"
+        );
+        ensure!(up_restart == 0 && down_restart == 0, "a restart with nothing changed wrote");
         Ok(())
     }
     .await;
