@@ -129,6 +129,10 @@ pub struct FerryOptions {
     pub status: String,
     /// Resync period.
     pub resync_seconds: u64,
+    /// Per-target time limit of a reconcile.
+    pub target_timeout_seconds: u64,
+    /// Write the configuration but do not start the process (call [`Ferry::restart`]).
+    pub defer_start: bool,
 }
 
 impl Default for FerryOptions {
@@ -138,6 +142,8 @@ impl Default for FerryOptions {
             transform: "default-transform".into(),
             status: "deployment-status".into(),
             resync_seconds: 600,
+            target_timeout_seconds: 30,
+            defer_start: false,
         }
     }
 }
@@ -175,7 +181,7 @@ impl Ferry {
              \x20 transform: {{plugin: {transform}}}\n\
              \x20 status: {{plugin: {status}}}\n\
              plugins: {{dir: {plugins}}}\n\
-             engine: {{resyncSeconds: {resync}}}\n",
+             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n",
             kcp = env.kcp_kubeconfig().display(),
             workspace = provider.path,
             c1 = env.cluster_kubeconfig("cluster-1").display(),
@@ -185,6 +191,7 @@ impl Ferry {
             status = options.status,
             plugins = plugin_dir().display(),
             resync = options.resync_seconds,
+            timeout = options.target_timeout_seconds,
         );
         std::fs::write(&config, text)?;
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?

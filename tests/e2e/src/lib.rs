@@ -66,6 +66,47 @@ impl Env {
     }
 }
 
+/// A server process of the environment stopped with SIGSTOP (it accepts connections but
+/// never answers, like a hung or partitioned API server) until this guard is dropped.
+pub struct Paused {
+    pid: u32,
+}
+
+impl Env {
+    /// Pauses process `name` (e.g. `cluster-2-apiserver`) from `state.json`.
+    pub fn pause(&self, name: &str) -> Result<Paused> {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json"))?)?;
+        let pid = state["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["pid"].as_u64())
+            .with_context(|| format!("no process {name} in the environment"))?;
+        let pid = u32::try_from(pid)?;
+        signal(pid, "-STOP")?;
+        Ok(Paused { pid })
+    }
+}
+
+fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed");
+    }
+    Ok(())
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, "-CONT");
+    }
+}
+
 /// Builds a client from a kubeconfig file and optional context.
 pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Client> {
     let config = config_from_kubeconfig(path, context).await?;

@@ -1,0 +1,78 @@
+//! First sync of 100 objects across 5 workspaces and 2 clusters. Asserts convergence and
+//! prints how long it took (`cargo xtask test -- --nocapture` shows it); time is measured,
+//! never asserted, since CI machines vary.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use ferry_e2e::ferry::FerryOptions;
+use ferry_e2e::scenario::Scenario;
+use ferry_e2e::{CLUSTERS, Env, eventually};
+
+const TENANTS: usize = 5;
+const PER_TENANT: usize = 20;
+
+#[tokio::test]
+async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let options = FerryOptions {
+        defer_start: true,
+        ..FerryOptions::default()
+    };
+    let mut s = Scenario::start(&env, "scale", TENANTS, options).await?;
+    let result = async {
+        for tenant in 0..TENANTS {
+            for i in 0..PER_TENANT {
+                s.apply_deployment(tenant, &format!("app-{i}"), 1, &[]).await?;
+            }
+        }
+        let started = Instant::now();
+        s.ferry.restart()?;
+        let mut apis = Vec::new();
+        for tenant in 0..TENANTS {
+            for cluster in CLUSTERS {
+                apis.push(s.copies(tenant, cluster).await?);
+            }
+        }
+        let expected = TENANTS * PER_TENANT * CLUSTERS.len();
+        eventually(&format!("{expected} copies"), Duration::from_secs(300), || async {
+            let mut count = 0;
+            for api in &apis {
+                count += api.list(&Default::default()).await?.items.len();
+            }
+            Ok((count == expected).then_some(()))
+        })
+        .await?;
+        let copies_at = started.elapsed();
+        let tenants: Vec<_> = (0..TENANTS).map(|t| s.tenant_deployments(t)).collect::<Result<_>>()?;
+        eventually("status on every upstream object", Duration::from_secs(300), || async {
+            let mut with_status = 0;
+            for api in &tenants {
+                with_status += api
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|o| o.data.pointer("/status/replicas").and_then(|r| r.as_i64()) == Some(2))
+                    .count();
+            }
+            Ok((with_status == TENANTS * PER_TENANT).then_some(()))
+        })
+        .await?;
+        let status_at = started.elapsed();
+        eprintln!(
+            "first sync: {} objects in {TENANTS} workspaces to {} clusters: all {expected} copies after \
+             {:.1}s, every status aggregated after {:.1}s; {} cluster writes",
+            TENANTS * PER_TENANT,
+            CLUSTERS.len(),
+            copies_at.as_secs_f64(),
+            status_at.as_secs_f64(),
+            s.downstream_writes()?,
+        );
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
