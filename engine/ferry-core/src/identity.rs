@@ -40,7 +40,12 @@ pub fn owner_id(export_cluster: &str, export: &str) -> String {
     hasher.update(export_cluster.as_bytes());
     hasher.update(b"\0");
     hasher.update(export.as_bytes());
-    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Label selector matching the copies one installation manages downstream.
