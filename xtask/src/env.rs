@@ -357,6 +357,9 @@ fn start_kcp(launcher: &mut Launcher<'_>) -> Result<KcpPlan> {
             format!("--secure-port={port}"),
             format!("--embedded-etcd-client-port={etcd_client}"),
             format!("--embedded-etcd-peer-port={etcd_peer}"),
+            // `user` adds a non-admin identity (context `user` in the admin kubeconfig), so tests
+            // can prove that Ferry runs with only the RBAC in examples/provider/rbac-ferry.yaml.
+            "--batteries-included=admin,user,workspace-types".into(),
             format!(
                 "--audit-policy-file={}",
                 write_audit_policy(&root)?.display()

@@ -133,6 +133,8 @@ pub struct FerryOptions {
     pub target_timeout_seconds: u64,
     /// Write the configuration but do not start the process (call [`Ferry::restart`]).
     pub defer_start: bool,
+    /// Context of the kcp kubeconfig Ferry uses (`root`: the admin; `user`: a non-admin).
+    pub kcp_context: String,
 }
 
 impl Default for FerryOptions {
@@ -144,6 +146,7 @@ impl Default for FerryOptions {
             resync_seconds: 600,
             target_timeout_seconds: 30,
             defer_start: false,
+            kcp_context: "root".into(),
         }
     }
 }
@@ -171,7 +174,7 @@ impl Ferry {
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("ferry.yaml");
         let text = format!(
-            "kcp:\n  kubeconfig: {kcp}\n  context: root\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
+            "kcp:\n  kubeconfig: {kcp}\n  context: {context}\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
              targets:\n\
              - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}}}\n\
              - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}}}\n\
@@ -183,6 +186,7 @@ impl Ferry {
              plugins: {{dir: {plugins}}}\n\
              engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n",
             kcp = env.kcp_kubeconfig().display(),
+            context = options.kcp_context,
             workspace = provider.path,
             c1 = env.cluster_kubeconfig("cluster-1").display(),
             c2 = env.cluster_kubeconfig("cluster-2").display(),

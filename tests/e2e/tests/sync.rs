@@ -312,3 +312,48 @@ async fn ferry_makes_no_writes_at_rest_and_none_when_restarted_with_nothing_chan
     .await;
     s.finish(result)
 }
+
+#[tokio::test]
+async fn ferry_runs_with_only_the_rbac_of_the_example() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    // `user` is kcp's non-admin battery identity; it gets exactly examples/provider/rbac-ferry.yaml.
+    let options = FerryOptions {
+        kcp_context: "user".into(),
+        defer_start: true,
+        ..FerryOptions::default()
+    };
+    let mut s = Scenario::start(&env, "rbac", 1, options).await?;
+    let result = async {
+        let rbac = ferry_e2e::kcp::example("provider/rbac-ferry.yaml")?
+            .replace("name: ferry\n", "name: user\n");
+        ensure!(
+            rbac.contains("kind: User\n    name: user"),
+            "the example binds no user named ferry"
+        );
+        ferry_e2e::kcp::apply_manifest(&s.admin.workspace(&s.provider.path)?, &rbac).await?;
+        s.ferry.restart()?;
+        s.apply_deployment(0, "web", 1, &[]).await?;
+        s.wait_on_all(0, "web", true).await?;
+        s.wait_upstream(0, "web", "status written by the restricted identity", |o| {
+            o.and_then(|o| o.data.pointer("/status/replicas"))
+                .and_then(|r| r.as_i64())
+                == Some(2)
+        })
+        .await?;
+        s.tenant_deployments(0)?
+            .delete("web", &DeleteParams::default())
+            .await?;
+        s.wait_upstream(
+            0,
+            "web",
+            "the finalizer released by the restricted identity",
+            |o| o.is_none(),
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
