@@ -46,6 +46,14 @@ pub struct Args {
     names: Vec<String>,
 }
 
+impl Args {
+    /// Every plugin, on the automatic route, with the guests' own unit tests: what
+    /// `cargo xtask test` runs.
+    pub fn with_guest_tests() -> Self {
+        Self { test: true, ..Self::default() }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 enum RouteChoice {
     #[default]

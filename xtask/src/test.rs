@@ -21,7 +21,7 @@ pub struct Args {
 /// environment down again if this run started it (also when tests fail).
 pub fn run(args: Args) -> Result<()> {
     // Components first: the runtime's tests and golden cases load them.
-    crate::plugins::run(crate::plugins::Args::default())?;
+    crate::plugins::run(crate::plugins::Args::with_guest_tests())?;
     let was_running = env_running();
     let env = env::up()?;
     let result = cargo_test(&env.dir, &args.cargo_args);

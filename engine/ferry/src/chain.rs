@@ -17,10 +17,7 @@ pub struct WasmChain {
 }
 
 fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
-    let kind = serde_json::to_value(err.kind())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "failed".into());
+    let kind = err.kind().as_str().to_string();
     HookError {
         plugin: plugin.name().to_string(),
         hook,
