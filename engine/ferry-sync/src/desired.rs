@@ -95,25 +95,42 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
 
 /// The first path at which `desired` is not a subset of `live` (for logs: "why apply?").
 pub fn first_difference(desired: &Value, live: &Value) -> Option<String> {
+    differences(desired, live).into_iter().next()
+}
+
+/// Every path at which `desired` is not a subset of `live`, shallowest first per branch
+/// (for `ferry preview`).
+pub fn differences(desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_differences(desired, live, "", &mut out);
+    out
+}
+
+fn collect_differences(desired: &Value, live: &Value, at: &str, out: &mut Vec<String>) {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().find_map(|(k, dv)| match l.get(k) {
-            Some(lv) => first_difference(dv, lv).map(|rest| join(k, &rest)),
-            None if is_empty(dv) => None,
-            None => Some(k.clone()),
-        }),
-        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
-            d.iter().zip(l).enumerate().find_map(|(i, (dv, lv))| {
-                first_difference(dv, lv).map(|rest| join(&format!("[{i}]"), &rest))
-            })
+        (Value::Object(d), Value::Object(l)) => {
+            for (k, dv) in d {
+                let path = join(at, k);
+                match l.get(k) {
+                    Some(lv) => collect_differences(dv, lv, &path, out),
+                    None if is_empty(dv) => {}
+                    None => out.push(path),
+                }
+            }
         }
-        _ if is_subset(desired, live) => None,
-        _ => Some(String::new()),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
+            for (i, (dv, lv)) in d.iter().zip(l).enumerate() {
+                collect_differences(dv, lv, &join(at, &format!("[{i}]")), out);
+            }
+        }
+        _ if is_subset(desired, live) => {}
+        _ => out.push(at.to_string()),
     }
 }
 
 fn join(head: &str, rest: &str) -> String {
-    match (rest.is_empty(), rest.starts_with('[')) {
-        (true, _) => head.to_string(),
+    match (head.is_empty(), rest.starts_with('[')) {
+        (true, _) => rest.to_string(),
         (false, true) => format!("{head}{rest}"),
         (false, false) => format!("{head}.{rest}"),
     }
@@ -188,6 +205,11 @@ mod tests {
             Some("spec.containers[1].name")
         );
         assert_eq!(first_difference(&desired, &desired), None);
+        let live = json!({"spec": {"replicas": 3}});
+        assert_eq!(
+            differences(&desired, &live),
+            ["spec.containers", "spec.replicas"]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod events;
 pub mod kcp;
 pub mod metrics;
 pub mod plugins;
+pub mod preview;
 pub mod queue;
 pub mod reconcile;
 pub mod settings;
@@ -72,7 +73,73 @@ impl Engine {
     /// Runs until `shutdown` turns true. Fails early if kcp or the export is not what the
     /// settings say; afterwards errors are per object (retried, reported) and never stop it.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
-        let settings = self.settings;
+        let workers = self.settings.workers;
+        let resync_period = self.settings.resync;
+        let connected = Connected::connect(self.settings, self.metrics.clone()).await?;
+        let mut tasks = JoinSet::new();
+        let mut resources = Vec::new();
+        for sync in &connected.resources {
+            let (queue, receiver) = WorkQueue::new(
+                QUEUE_CAPACITY,
+                settings::defaults::RETRY_MIN,
+                settings::defaults::RETRY_MAX,
+            );
+            let receiver = Arc::new(receiver);
+            for _ in 0..workers.max(1) {
+                tasks.spawn(worker(sync.clone(), queue.clone(), receiver.clone()));
+            }
+            tasks.spawn(resync(sync.clone(), queue.clone(), resync_period));
+            for target in connected.targets.iter() {
+                tasks.spawn(watch_downstream(
+                    sync.clone(),
+                    target.clone(),
+                    queue.clone(),
+                ));
+            }
+            resources.push((sync.clone(), queue));
+        }
+        let (provider, export, kcp_clients) = (
+            connected.provider.clone(),
+            connected.export.clone(),
+            connected.kcp.clone(),
+        );
+        tasks.spawn(watch_endpoint_slice(
+            provider,
+            export,
+            resources,
+            kcp_clients,
+        ));
+
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {
+                tracing::info!("shutting down");
+            }
+            Some(ended) = tasks.join_next() => {
+                // Tasks loop forever; one ending means a bug or a panic.
+                tracing::error!(?ended, "an engine task ended unexpectedly");
+            }
+        }
+        tasks.abort_all();
+        Ok(())
+    }
+}
+
+/// Clients and per-resource state, after checking kcp, the export and the targets.
+pub(crate) struct Connected {
+    pub(crate) provider: kube::Client,
+    pub(crate) export: String,
+    pub(crate) targets: Arc<Vec<Arc<TargetCluster>>>,
+    pub(crate) kcp: Arc<KcpClients>,
+    pub(crate) resources: Vec<Arc<ResourceSync>>,
+}
+
+impl Connected {
+    /// Learns the provider's logical cluster and each resource's version and kind from the
+    /// export; fails with a precise error if kcp or the export is not as configured.
+    pub(crate) async fn connect(
+        settings: SyncSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SyncError> {
         let kcp_config = settings.kcp.config.clone();
         let base = kcp::base_url(&kcp_config);
         let provider = kcp::client_for(
@@ -81,7 +148,6 @@ impl Engine {
         )?;
         let provider_cluster = kcp::logical_cluster(&provider).await?;
         tracing::info!(workspace = %settings.kcp.workspace, logical_cluster = %provider_cluster, export = %settings.kcp.export, "provider workspace");
-
         let mut targets = Vec::new();
         for t in settings.targets {
             let client = kube::Client::try_from(t.config).map_err(|e| {
@@ -99,8 +165,6 @@ impl Engine {
         let kcp_clients = Arc::new(KcpClients::new(kcp_config));
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
-
-        let mut tasks = JoinSet::new();
         let mut resources = Vec::new();
         for resource in settings.resources {
             let api = kcp::resolve_resource(
@@ -111,7 +175,7 @@ impl Engine {
             )
             .await?;
             tracing::info!(resource = %resource.display_name(), version = %api.version, kind = %api.kind, "syncing");
-            let sync = Arc::new(ResourceSync {
+            resources.push(Arc::new(ResourceSync {
                 name: resource.display_name(),
                 api,
                 plugins: resource.plugins,
@@ -120,47 +184,18 @@ impl Engine {
                 targets: targets.clone(),
                 kcp: kcp_clients.clone(),
                 events: events.clone(),
-                metrics: self.metrics.clone(),
+                metrics: metrics.clone(),
                 owner: owner.clone(),
                 target_timeout: settings.target_timeout,
-            });
-            let (queue, receiver) = WorkQueue::new(
-                QUEUE_CAPACITY,
-                settings::defaults::RETRY_MIN,
-                settings::defaults::RETRY_MAX,
-            );
-            let receiver = Arc::new(receiver);
-            for _ in 0..settings.workers.max(1) {
-                tasks.spawn(worker(sync.clone(), queue.clone(), receiver.clone()));
-            }
-            tasks.spawn(resync(sync.clone(), queue.clone(), settings.resync));
-            for target in targets.iter() {
-                tasks.spawn(watch_downstream(
-                    sync.clone(),
-                    target.clone(),
-                    queue.clone(),
-                ));
-            }
-            resources.push((sync, queue));
+            }));
         }
-        tasks.spawn(watch_endpoint_slice(
+        Ok(Self {
             provider,
-            settings.kcp.export.clone(),
+            export: settings.kcp.export,
+            targets,
+            kcp: kcp_clients,
             resources,
-            kcp_clients,
-        ));
-
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => {
-                tracing::info!("shutting down");
-            }
-            Some(ended) = tasks.join_next() => {
-                // Tasks loop forever; one ending means a bug or a panic.
-                tracing::error!(?ended, "an engine task ended unexpectedly");
-            }
-        }
-        tasks.abort_all();
-        Ok(())
+        })
     }
 }
 

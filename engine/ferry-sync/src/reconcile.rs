@@ -98,7 +98,7 @@ fn apply_params() -> PatchParams {
 }
 
 impl ResourceSync {
-    fn context(&self, key: &UpstreamKey) -> ObjectContext {
+    pub(crate) fn context(&self, key: &UpstreamKey) -> ObjectContext {
         ObjectContext {
             logical_cluster: key.cluster.clone(),
             workspace_path: None,
@@ -356,7 +356,12 @@ impl ResourceSync {
     }
 
     /// Refuses a copy that is not Ferry's, or is Ferry's for another upstream object.
-    fn check_owner(&self, live: &Value, key: &UpstreamKey, at: &CopyRef) -> Result<(), SyncError> {
+    pub(crate) fn check_owner(
+        &self,
+        live: &Value,
+        key: &UpstreamKey,
+        at: &CopyRef,
+    ) -> Result<(), SyncError> {
         let collision = |reason: String| SyncError::Collision {
             target: at.target.clone(),
             kind: self.api.kind.clone(),
@@ -664,7 +669,7 @@ impl ResourceSync {
 
 /// Runs a plugin call on the blocking pool: calls are CPU-bound and bounded by the plugin's
 /// deadline, and must not stall the async workers.
-async fn run_plugin<T: Send + 'static>(
+pub(crate) async fn run_plugin<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, HookError> + Send + 'static,
 ) -> Result<T, SyncError> {
     match tokio::task::spawn_blocking(call).await {

@@ -27,15 +27,20 @@ pub struct Args {
     metrics_addr: Option<SocketAddr>,
 }
 
-pub fn main(args: Args) -> Result<()> {
+/// Logs to stderr, filtered by `FERRY_LOG` (default `default_filter`).
+pub fn init_logging(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+pub fn main(args: Args) -> Result<()> {
+    init_logging("info,kube=warn");
     let loaded = config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,6 +98,35 @@ fn load_plugin(
 }
 
 async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result<()> {
+    let settings = settings(&loaded).await?;
+    let engine = Engine::new(settings);
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tokio::spawn(serve_metrics(listener, engine.metrics()));
+        tracing::info!(%addr, "serving metrics at /metrics");
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop.send(true);
+    });
+    engine.run(shutdown).await?;
+    Ok(())
+}
+
+/// The engine's settings from a validated configuration: plugins loaded (and configured),
+/// kubeconfigs read. Shared by `ferry run` and `ferry preview`.
+pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
     let config = &loaded.config;
     let runtime = Runtime::new(RuntimeConfig::default()).context("starting the Wasm runtime")?;
     let mut resources = Vec::new();
@@ -144,7 +178,7 @@ async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result
                 .unwrap_or(defaults::WRITES_PER_SECOND),
         });
     }
-    let settings = SyncSettings {
+    Ok(SyncSettings {
         kcp: KcpSettings {
             config: kube_config(
                 &config.kcp.kubeconfig,
@@ -166,31 +200,7 @@ async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result
             .engine
             .target_timeout_seconds
             .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
-    };
-
-    let engine = Engine::new(settings);
-    if let Some(addr) = metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        tokio::spawn(serve_metrics(listener, engine.metrics()));
-        tracing::info!(%addr, "serving metrics at /metrics");
-    }
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        let _ = stop.send(true);
-    });
-    engine.run(shutdown).await?;
-    Ok(())
+    })
 }
 
 /// A minimal HTTP endpoint for Prometheus: every request gets the metrics.

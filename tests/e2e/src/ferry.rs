@@ -207,7 +207,9 @@ impl Ferry {
             config,
             metrics_port,
         };
-        ferry.restart()?;
+        if !options.defer_start {
+            ferry.restart()?;
+        }
         Ok(ferry)
     }
 

@@ -357,3 +357,108 @@ async fn ferry_runs_with_only_the_rbac_of_the_example() -> Result<()> {
     .await;
     s.finish(result)
 }
+
+/// Runs `ferry preview --output json` with the scenario's configuration.
+fn preview(s: &Scenario, workspace: &str) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(ferry_e2e::ferry::ferry_bin()?)
+        .args([
+            "preview",
+            "--output",
+            "json",
+            "--workspace",
+            workspace,
+            "--config",
+        ])
+        .arg(&s.ferry.config)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ferry preview failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn action(plans: &serde_json::Value, name: &str, target: &str) -> Option<serde_json::Value> {
+    plans
+        .as_array()?
+        .iter()
+        .find(|p| p["key"]["name"] == name)?["copies"]
+        .as_array()?
+        .iter()
+        .find(|c| c["target"] == target)
+        .cloned()
+}
+
+#[tokio::test]
+async fn preview_shows_creates_updates_and_placement_without_writing() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    let options = FerryOptions {
+        defer_start: true,
+        ..FerryOptions::default()
+    };
+    let mut s = Scenario::start(&env, "preview", 1, options).await?;
+    let result = async {
+        s.apply_deployment(0, "web", 2, &[]).await?;
+        s.apply_deployment(
+            0,
+            "eu-only",
+            1,
+            &[("sync.ferry.dev/placement", "region=eu")],
+        )
+        .await?;
+        let path = s.tenants[0].path.clone();
+        let plans = preview(&s, &path)?;
+        ensure!(
+            action(&plans, "web", "cluster-1").is_some_and(|c| c["action"] == "create"),
+            "{plans:#}"
+        );
+        ensure!(
+            action(&plans, "web", "cluster-2").is_some_and(|c| c["action"] == "create"),
+            "{plans:#}"
+        );
+        ensure!(
+            action(&plans, "eu-only", "cluster-1").is_some_and(|c| c["action"] == "create"),
+            "{plans:#}"
+        );
+        ensure!(
+            action(&plans, "eu-only", "cluster-2").is_none(),
+            "eu-only planned for us: {plans:#}"
+        );
+
+        s.ferry.restart()?;
+        s.wait_on_all(0, "web", true).await?;
+        s.wait_copy(0, "cluster-1", "eu-only", "copy in eu", |c| c.is_some())
+            .await?;
+        s.ferry.kill();
+        s.copies(0, "cluster-1")
+            .await?
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 7}})),
+            )
+            .await?;
+
+        let before = s.downstream_writes()?;
+        let plans = preview(&s, &path)?;
+        let web_eu = action(&plans, "web", "cluster-1").unwrap_or_default();
+        ensure!(
+            web_eu["action"] == "update" && web_eu["fields"] == json!(["spec.replicas"]),
+            "{plans:#}"
+        );
+        ensure!(
+            action(&plans, "web", "cluster-2").is_some_and(|c| c["action"] == "unchanged"),
+            "{plans:#}"
+        );
+        ensure!(
+            s.downstream_writes()? == before,
+            "preview wrote to a cluster"
+        );
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
