@@ -604,6 +604,22 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
+/// Starts (or restarts) a long-running process beside the environment, e.g. the demo's Ferry,
+/// recorded in `state.json` so that `env down` stops it too.
+pub fn start_service(name: &str, binary: &Path, args: &[String]) -> Result<PathBuf> {
+    let dir = paths::env_dir();
+    let mut state = load_state(&dir).context("no environment running (cargo xtask env up)")?;
+    let (old, keep): (Vec<Proc>, Vec<Proc>) =
+        state.processes.into_iter().partition(|p| p.name == name);
+    stop_processes(&old);
+    state.processes = keep;
+    let mut launcher = Launcher { env: &dir, state };
+    launcher.spawn(name, binary, args)?;
+    std::thread::sleep(Duration::from_secs(1));
+    launcher.check_alive(name)?;
+    Ok(dir.join("logs").join(format!("{name}.log")))
+}
+
 fn status() -> Result<()> {
     print_status(&paths::env_dir())
 }

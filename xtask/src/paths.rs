@@ -41,3 +41,18 @@ pub fn env_dir() -> PathBuf {
         None => repo_root().join("target").join("ferry-env"),
     }
 }
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
+        }
+        None => repo_root().join("target"),
+    }
+}

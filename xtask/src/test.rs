@@ -71,29 +71,67 @@ fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The quick start: environment up, then a guided tour of the kcp model Ferry builds on.
+/// The quick start: environment up, plugins built, a provider and two tenant workspaces, Ferry
+/// started, a Deployment applied in a tenant workspace and followed to both clusters and back.
+/// Everything keeps running afterwards; `cargo xtask env down` stops it.
 pub fn demo() -> Result<()> {
     let env = env::up()?;
+    crate::plugins::run(crate::plugins::Args::default())?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!(
-        "==> touring the kcp model (provider workspace, export, tenant binding, virtual workspace)"
-    );
-    let status = Command::new(cargo)
+    eprintln!("==> building ferry");
+    let status = Command::new(&cargo)
         .current_dir(paths::repo_root())
         .args([
-            "run",
+            "build",
             "--quiet",
             "--package",
+            "ferry",
+            "--package",
             "ferry-e2e",
-            "--bin",
-            "kcp-tour",
+            "--bins",
         ])
-        .env("FERRY_ENV_DIR", &env.dir)
         .status()
-        .context("running the tour")?;
+        .context("running cargo build")?;
     if !status.success() {
-        bail!("the tour failed");
+        bail!("building ferry failed");
     }
-    eprintln!("==> the environment keeps running; stop it with `cargo xtask env down`");
-    Ok(())
+    let bin = |name: &str| paths::target_dir().join("debug").join(name);
+    let demo = |step: &str| -> Result<()> {
+        let status = Command::new(bin("demo"))
+            .arg(step)
+            .env("FERRY_ENV_DIR", &env.dir)
+            .status()
+            .with_context(|| format!("running the demo's {step} step"))?;
+        if !status.success() {
+            bail!("the demo's {step} step failed");
+        }
+        Ok(())
+    };
+    eprintln!("==> setting up kcp: a provider workspace and two tenant workspaces");
+    demo("setup")?;
+
+    // examples/ferry.yaml, with the environment's actual location.
+    let example = std::fs::read_to_string(paths::repo_root().join("examples/ferry.yaml"))?;
+    let config_dir = env.dir.join("demo");
+    std::fs::create_dir_all(&config_dir)?;
+    let config = config_dir.join("ferry.yaml");
+    std::fs::write(
+        &config,
+        example.replace("../target/ferry-env/", &format!("{}/", env.dir.display())),
+    )?;
+    eprintln!(
+        "==> starting Ferry with examples/ferry.yaml (copied to {})",
+        config.display()
+    );
+    let log = env::start_service(
+        "ferry",
+        &bin("ferry"),
+        &[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+    )?;
+    eprintln!("    Ferry runs in the background; log: {}", log.display());
+    demo("show")
 }

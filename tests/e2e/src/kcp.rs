@@ -56,7 +56,8 @@ impl KcpAdmin {
         self.client_for_url(&format!("{}/clusters/{path}", self.base))
     }
 
-    /// Creates workspace `name` under `parent` and waits until it is ready.
+    /// Creates workspace `name` under `parent` (or finds it, if it exists) and waits until it
+    /// is ready.
     pub async fn create_workspace(&self, parent: &str, name: &str) -> Result<Workspace> {
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("tenancy.kcp.io", "v1alpha1", "Workspace"),
@@ -69,9 +70,14 @@ impl KcpAdmin {
             "metadata": { "name": name },
             "spec": {},
         }))?;
-        api.create(&PostParams::default(), &workspace)
-            .await
-            .with_context(|| format!("creating workspace {name} in {parent}"))?;
+        match api.create(&PostParams::default(), &workspace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => {
+                return Err(anyhow::Error::new(err)
+                    .context(format!("creating workspace {name} in {parent}")));
+            }
+        }
         let logical_cluster = eventually(
             &format!("workspace {parent}:{name} to be Ready"),
             Duration::from_secs(90),

@@ -1,0 +1,121 @@
+//! The quick start's kcp side (`cargo xtask demo` runs it): `demo setup` creates the provider
+//! and two tenant workspaces; `demo show` applies a Deployment in a tenant workspace and
+//! shows it arriving on both clusters and its status coming back. Both are idempotent.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use ferry_e2e::ferry::{deployments, mapped_namespace, platform, tenant};
+use ferry_e2e::kcp::{self, KcpAdmin, Workspace};
+use ferry_e2e::{CLUSTERS, Env, eventually};
+use kube::api::{Api, DynamicObject};
+
+const TENANTS: [&str; 2] = ["team-a", "team-b"];
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        bail!("no environment running: start one with `cargo xtask env up`");
+    };
+    let admin = KcpAdmin::new(&env).await?;
+    match std::env::args().nth(1).as_deref() {
+        Some("setup") => setup(&admin).await,
+        Some("show") => show(&env, &admin).await,
+        _ => bail!("usage: demo setup|show"),
+    }
+}
+
+async fn setup(admin: &KcpAdmin) -> Result<()> {
+    println!("    root:platform exports Deployments and Services (examples/provider/)");
+    let provider = platform(admin, "platform").await?;
+    for name in TENANTS {
+        tenant(admin, &provider, name, "demo").await?;
+        println!(
+            "    root:{name} binds the export and accepts its claim on events (examples/tenant/)"
+        );
+    }
+    Ok(())
+}
+
+async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
+    let team: Workspace = admin.create_workspace("root", TENANTS[0]).await?;
+    let client = admin.workspace(&team.path)?;
+    println!(
+        "==> kubectl apply -f examples/tenant/deployment.yaml   (in {})",
+        team.path
+    );
+    kcp::apply_manifest(&client, &kcp::example("tenant/deployment.yaml")?).await?;
+    let namespace = mapped_namespace(&team, "demo");
+    for cluster in CLUSTERS {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            env.cluster_client(cluster).await?,
+            &namespace,
+            &deployments(),
+        );
+        let copy = eventually(
+            &format!("demo/web on {cluster}"),
+            Duration::from_secs(60),
+            || async { Ok(api.get_opt("web").await?) },
+        )
+        .await?;
+        let replicas = copy
+            .data
+            .pointer("/spec/replicas")
+            .and_then(|r| r.as_i64())
+            .unwrap_or(0);
+        println!(
+            "    {cluster}: {namespace}/web (replicas {replicas}, placed and transformed by the Wasm plugins)"
+        );
+    }
+    let upstream: Api<DynamicObject> = Api::namespaced_with(client, "demo", &deployments());
+    let status = eventually("status back in kcp", Duration::from_secs(60), || async {
+        let object = upstream.get("web").await?;
+        Ok(object
+            .data
+            .get("status")
+            .filter(|s| s.get("replicas").and_then(|r| r.as_i64()).unwrap_or(0) >= 4)
+            .cloned())
+    })
+    .await?;
+    let field = |name: &str| status.get(name).and_then(|v| v.as_i64()).unwrap_or(0);
+    println!(
+        "    status in {}: replicas {}, updated {}, ready {} (summed over both clusters by deployment-status;\n     \
+         the test clusters have no nodes, so Pods stay Pending and none becomes ready)",
+        team.path,
+        field("replicas"),
+        field("updatedReplicas"),
+        field("readyReplicas"),
+    );
+    println!();
+    println!("Explore (kcp base URL {}):", admin.base_url());
+    println!("  source {}/env.sh", env.dir.display());
+    println!(
+        "  kubectl --context root --server {}/clusters/{} get deployments -n demo",
+        admin.base_url(),
+        team.path
+    );
+    println!(
+        "  kubectl --context root --server {}/clusters/{} describe deployment web -n demo",
+        admin.base_url(),
+        team.path
+    );
+    println!(
+        "  kubectl --kubeconfig {} get deployments -A -l sync.ferry.dev/managed-by=ferry",
+        env.cluster_kubeconfig("cluster-1").display()
+    );
+    println!(
+        "  move it to one region:  kubectl --context root --server {}/clusters/{} annotate deployment web -n demo sync.ferry.dev/placement=region=eu",
+        admin.base_url(),
+        team.path
+    );
+    println!(
+        "  what Ferry would do:    target/debug/ferry preview --config {}/demo/ferry.yaml",
+        env.dir.display()
+    );
+    println!(
+        "  Ferry's log:            tail -f {}/logs/ferry.log",
+        env.dir.display()
+    );
+    println!("Stop everything: cargo xtask env down");
+    Ok(())
+}
