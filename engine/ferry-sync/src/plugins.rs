@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("plugin {plugin} failed in {hook} ({kind}): {message}")]
+#[error("{message} [{kind}]")]
 pub struct HookError {
     /// The plugin's configured name.
     pub plugin: String,
@@ -14,7 +14,7 @@ pub struct HookError {
     pub hook: Hook,
     /// Stable kebab-case failure kind, e.g. `deadline-exceeded`, `invalid-output`.
     pub kind: String,
-    /// What went wrong, for people.
+    /// What went wrong, for people; names the plugin and hook.
     pub message: String,
 }
 

@@ -18,11 +18,21 @@ pub struct WasmChain {
 
 fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
     let kind = err.kind().as_str().to_string();
+    // The whole cause chain: the plugin's own message is usually in a source.
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
     HookError {
         plugin: plugin.name().to_string(),
         hook,
         kind,
-        message: err.to_string(),
+        message,
     }
 }
 

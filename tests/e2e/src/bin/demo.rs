@@ -8,12 +8,23 @@ use anyhow::{Result, bail};
 use ferry_e2e::ferry::{deployments, mapped_namespace, platform, tenant};
 use ferry_e2e::kcp::{self, KcpAdmin, Workspace};
 use ferry_e2e::{CLUSTERS, Env, eventually};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::json;
 
 const TENANTS: [&str; 2] = ["team-a", "team-b"];
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let Some(env) = Env::get()? else {
         bail!("no environment running: start one with `cargo xtask env up`");
     };
@@ -45,6 +56,16 @@ async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
         team.path
     );
     kcp::apply_manifest(&client, &kcp::example("tenant/deployment.yaml")?).await?;
+    // A rerun of the demo starts from the example's placement (every cluster), whatever an
+    // earlier exploration annotated.
+    let upstream: Api<DynamicObject> = Api::namespaced_with(client.clone(), "demo", &deployments());
+    upstream
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"sync.ferry.dev/placement": null}}})),
+        )
+        .await?;
     let namespace = mapped_namespace(&team, "demo");
     for cluster in CLUSTERS {
         let api: Api<DynamicObject> = Api::namespaced_with(
@@ -67,7 +88,6 @@ async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
             "    {cluster}: {namespace}/web (replicas {replicas}, placed and transformed by the Wasm plugins)"
         );
     }
-    let upstream: Api<DynamicObject> = Api::namespaced_with(client, "demo", &deployments());
     let status = eventually("status back in kcp", Duration::from_secs(60), || async {
         let object = upstream.get("web").await?;
         Ok(object

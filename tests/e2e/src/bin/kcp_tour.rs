@@ -1,7 +1,17 @@
 //! Narrated walk through the kcp model on the running test environment (`cargo xtask demo`).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let Some(env) = ferry_e2e::Env::get()? else {
         anyhow::bail!("no environment running: start one with `cargo xtask env up`");
     };
