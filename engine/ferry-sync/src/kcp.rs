@@ -189,3 +189,8 @@ mod tests {
         assert_eq!(base_url(&config), "https://kcp.example:443");
     }
 }
+
+/// APIBindings, visible read-only through the virtual workspace: one per bound workspace.
+pub fn api_bindings() -> ApiResource {
+    gvr("apis.kcp.io", "v1alpha2", "APIBinding", "apibindings")
+}

@@ -343,6 +343,65 @@ async fn watch_upstream(
     }
 }
 
+/// Follows the export's APIBindings on one shard: which workspaces are bound (logged as they
+/// come and go, and exported as a gauge). Binding and unbinding need no action of their own:
+/// a new workspace's objects appear in the resource watches, and kcp deletes a workspace's
+/// objects when it unbinds, which Ferry's finalizer turns into downstream deletions first.
+async fn watch_bindings(
+    client: kube::Client,
+    shard: Arc<str>,
+    export: String,
+    metrics: Arc<Metrics>,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &kcp::api_bindings());
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut bound = BTreeSet::new();
+    let mut listing = BTreeSet::new();
+    let cluster_of = |b: &DynamicObject| store::upstream_key(b).map(|k| k.cluster);
+    let references_export = |b: &DynamicObject| {
+        b.data
+            .pointer("/spec/reference/export/name")
+            .and_then(|n| n.as_str())
+            == Some(export.as_str())
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(binding)) => {
+                listing.extend(cluster_of(&binding).filter(|_| references_export(&binding)))
+            }
+            Ok(Event::InitDone) => bound = std::mem::take(&mut listing),
+            Ok(Event::Apply(binding)) => {
+                if let Some(cluster) = cluster_of(&binding).filter(|_| references_export(&binding))
+                {
+                    if bound.insert(cluster.clone()) {
+                        tracing::info!(%shard, logical_cluster = %cluster, "workspace bound the export");
+                    }
+                }
+            }
+            Ok(Event::Delete(binding)) => {
+                if let Some(cluster) = cluster_of(&binding) {
+                    if bound.remove(&cluster) {
+                        tracing::info!(%shard, logical_cluster = %cluster, "workspace unbound the export");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%shard, error = %err, "watch of APIBindings failed; retrying");
+                continue;
+            }
+        }
+        let count = u64::try_from(bound.len()).unwrap_or(u64::MAX);
+        metrics.set(
+            metrics::names::BOUND_WORKSPACES,
+            &[("shard", &shard)],
+            count,
+        );
+    }
+}
+
 /// Follows the endpoint slice: one upstream watch per resource per shard URL. An empty slice
 /// means no workspace has bound the export yet; Ferry waits.
 async fn watch_endpoint_slice(
@@ -399,7 +458,7 @@ async fn watch_endpoint_slice(
                 }
             };
             let shard: Arc<str> = Arc::from(url.as_str());
-            let handles = resources
+            let mut handles: Vec<AbortHandle> = resources
                 .iter()
                 .map(|(sync, queue)| {
                     sync.upstream.add_shard(&shard);
@@ -411,6 +470,14 @@ async fn watch_endpoint_slice(
                     ))
                 })
                 .collect();
+            if let Some((sync, _)) = resources.first() {
+                handles.push(tasks.spawn(watch_bindings(
+                    client.clone(),
+                    shard.clone(),
+                    export.clone(),
+                    sync.metrics.clone(),
+                )));
+            }
             shards.insert(url, handles);
         }
     }

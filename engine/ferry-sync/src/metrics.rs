@@ -21,6 +21,8 @@ pub mod names {
     pub const UPSTREAM_WRITES: &str = "ferry_upstream_writes_total";
     /// Events recorded on upstream objects, by reason.
     pub const EVENTS: &str = "ferry_events_total";
+    /// Workspaces bound to the export, by shard (a gauge).
+    pub const BOUND_WORKSPACES: &str = "ferry_bound_workspaces";
 }
 
 impl Metrics {
@@ -32,6 +34,17 @@ impl Metrics {
         );
         if let Ok(mut counters) = self.counters.lock() {
             *counters.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// Sets a gauge (rendered with `# TYPE … gauge`; names without `_total`).
+    pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+        );
+        if let Ok(mut counters) = self.counters.lock() {
+            counters.insert(key, value);
         }
     }
 
@@ -57,7 +70,12 @@ impl Metrics {
         let mut last = "";
         for ((name, labels), value) in counters.iter() {
             if *name != last {
-                out.push_str(&format!("# TYPE {name} counter\n"));
+                let kind = if name.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                out.push_str(&format!("# TYPE {name} {kind}\n"));
                 last = name;
             }
             let labels: Vec<String> = labels

@@ -336,6 +336,11 @@ async fn ferry_runs_with_only_the_rbac_of_the_example() -> Result<()> {
         s.ferry.restart()?;
         s.apply_deployment(0, "web", 1, &[]).await?;
         s.wait_on_all(0, "web", true).await?;
+        let bound = s.ferry.metric("ferry_bound_workspaces").await?;
+        ensure!(
+            bound == 1,
+            "ferry_bound_workspaces is {bound}, expected the one tenant"
+        );
         s.wait_upstream(0, "web", "status written by the restricted identity", |o| {
             o.and_then(|o| o.data.pointer("/status/replicas"))
                 .and_then(|r| r.as_i64())
