@@ -29,30 +29,20 @@ pub fn bin_dir() -> PathBuf {
 /// The environment directory: `$FERRY_ENV_DIR`, else `target/ferry-env` in the repository.
 /// Relative paths are taken from the repository root so every command agrees on it.
 pub fn env_dir() -> PathBuf {
-    match std::env::var_os("FERRY_ENV_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                repo_root().join(dir)
-            }
-        }
-        None => repo_root().join("target").join("ferry-env"),
-    }
+    from_env("FERRY_ENV_DIR").unwrap_or_else(|| repo_root().join("target").join("ferry-env"))
+}
+
+/// A directory from an environment variable; relative paths are taken from the repository.
+fn from_env(var: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os(var)?);
+    Some(if dir.is_absolute() {
+        dir
+    } else {
+        repo_root().join(dir)
+    })
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the repository.
 pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                repo_root().join(dir)
-            }
-        }
-        None => repo_root().join("target"),
-    }
+    from_env("CARGO_TARGET_DIR").unwrap_or_else(|| repo_root().join("target"))
 }

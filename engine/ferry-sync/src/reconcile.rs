@@ -583,15 +583,9 @@ impl ResourceSync {
             { "op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version },
             { "op": "remove", "path": format!("/metadata/finalizers/{index}") },
         ]);
-        api.patch(
-            &key.name,
-            &PatchParams::default(),
-            &Patch::<()>::Json(
-                serde_json::from_value(patch).map_err(|e| SyncError::Export(e.to_string()))?,
-            ),
-        )
-        .await
-        .map_err(|e| SyncError::api(format!("removing finalizer from {key}"), e))?;
+        api.patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
+            .await
+            .map_err(|e| SyncError::api(format!("removing finalizer from {key}"), e))?;
         self.metrics
             .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
         tracing::info!(resource = %self.name, object = %key, "copies deleted; finalizer removed");
@@ -618,15 +612,9 @@ impl ResourceSync {
             { "op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version },
             add,
         ]);
-        api.patch(
-            &key.name,
-            &PatchParams::default(),
-            &Patch::<()>::Json(
-                serde_json::from_value(patch).map_err(|e| SyncError::Export(e.to_string()))?,
-            ),
-        )
-        .await
-        .map_err(|e| SyncError::api(format!("adding finalizer to {key}"), e))?;
+        api.patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
+            .await
+            .map_err(|e| SyncError::api(format!("adding finalizer to {key}"), e))?;
         self.metrics
             .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
         Ok(())
@@ -652,19 +640,21 @@ impl ResourceSync {
             return Ok(());
         }
         let patch = json!([{ "op": "add", "path": "/status", "value": status }]);
-        api.patch_status(
-            &key.name,
-            &PatchParams::default(),
-            &Patch::<()>::Json(
-                serde_json::from_value(patch).map_err(|e| SyncError::Export(e.to_string()))?,
-            ),
-        )
-        .await
-        .map_err(|e| SyncError::api(format!("writing status of {key}"), e))?;
+        api.patch_status(&key.name, &PatchParams::default(), &json_patch(patch)?)
+            .await
+            .map_err(|e| SyncError::api(format!("writing status of {key}"), e))?;
         self.metrics
             .inc(names::UPSTREAM_WRITES, &[("write", "status")]);
         Ok(())
     }
+}
+
+/// A JSON patch from its operations (the `test` operations make writes to kcp conditional on
+/// the resourceVersion Ferry decided on).
+fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
+    serde_json::from_value(operations)
+        .map(Patch::Json)
+        .map_err(|e| SyncError::Export(format!("building a JSON patch: {e}")))
 }
 
 /// Runs a plugin call on the blocking pool: calls are CPU-bound and bounded by the plugin's
