@@ -189,14 +189,14 @@ impl Launcher<'_> {
     }
 
     fn check_alive(&self, name: &str) -> Result<()> {
-        if let Some(proc) = self.state.processes.iter().find(|p| p.name == name) {
-            if !is_ours(proc) {
-                bail!(
-                    "{name} exited during start-up; last lines of {}:\n{}",
-                    proc.log.display(),
-                    tail_file(&proc.log, 25)
-                );
-            }
+        if let Some(proc) = self.state.processes.iter().find(|p| p.name == name)
+            && !is_ours(proc)
+        {
+            bail!(
+                "{name} exited during start-up; last lines of {}:\n{}",
+                proc.log.display(),
+                tail_file(&proc.log, 25)
+            );
         }
         Ok(())
     }

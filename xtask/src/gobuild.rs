@@ -202,7 +202,7 @@ impl Bundle {
                     log.push(line);
                 } else {
                     count += 1;
-                    if count % 200 == 0 {
+                    if count.is_multiple_of(200) {
                         eprintln!(
                             "    {}: {count} packages compiled ({}s)",
                             self.name,

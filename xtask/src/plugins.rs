@@ -50,7 +50,10 @@ impl Args {
     /// Every plugin, on the automatic route, with the guests' own unit tests: what
     /// `cargo xtask test` runs.
     pub fn with_guest_tests() -> Self {
-        Self { test: true, ..Self::default() }
+        Self {
+            test: true,
+            ..Self::default()
+        }
     }
 }
 

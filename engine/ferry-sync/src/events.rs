@@ -51,10 +51,11 @@ impl EventRecorder {
             let Ok(mut last) = self.last.lock() else {
                 return;
             };
-            if let Some((seen, at)) = last.get(key) {
-                if *seen == fingerprint && at.elapsed() < REPEAT_AFTER {
-                    return;
-                }
+            if let Some((seen, at)) = last.get(key)
+                && *seen == fingerprint
+                && at.elapsed() < REPEAT_AFTER
+            {
+                return;
             }
             last.insert(key.clone(), (fingerprint, Instant::now()));
         }

@@ -165,6 +165,11 @@ pub fn endpoint_urls(slice: &DynamicObject) -> BTreeSet<String> {
         .collect()
 }
 
+/// APIBindings, visible read-only through the virtual workspace: one per bound workspace.
+pub fn api_bindings() -> ApiResource {
+    gvr("apis.kcp.io", "v1alpha2", "APIBinding", "apibindings")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,9 +193,4 @@ mod tests {
         config.cluster_url = "https://kcp.example:443".parse().expect("url");
         assert_eq!(base_url(&config), "https://kcp.example:443");
     }
-}
-
-/// APIBindings, visible read-only through the virtual workspace: one per bound workspace.
-pub fn api_bindings() -> ApiResource {
-    gvr("apis.kcp.io", "v1alpha2", "APIBinding", "apibindings")
 }

@@ -375,17 +375,16 @@ async fn watch_bindings(
             Ok(Event::InitDone) => bound = std::mem::take(&mut listing),
             Ok(Event::Apply(binding)) => {
                 if let Some(cluster) = cluster_of(&binding).filter(|_| references_export(&binding))
+                    && bound.insert(cluster.clone())
                 {
-                    if bound.insert(cluster.clone()) {
-                        tracing::info!(%shard, logical_cluster = %cluster, "workspace bound the export");
-                    }
+                    tracing::info!(%shard, logical_cluster = %cluster, "workspace bound the export");
                 }
             }
             Ok(Event::Delete(binding)) => {
-                if let Some(cluster) = cluster_of(&binding) {
-                    if bound.remove(&cluster) {
-                        tracing::info!(%shard, logical_cluster = %cluster, "workspace unbound the export");
-                    }
+                if let Some(cluster) = cluster_of(&binding)
+                    && bound.remove(&cluster)
+                {
+                    tracing::info!(%shard, logical_cluster = %cluster, "workspace unbound the export");
                 }
             }
             Err(err) => {

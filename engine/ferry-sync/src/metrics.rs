@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// Process-wide counters; shared by reference, no global state.
+/// A metric name with its label pairs.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
+/// Process-wide counters and gauges; shared by reference, no global state.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Vec<(&'static str, String)>), u64>>,
+    counters: Mutex<BTreeMap<Series, u64>>,
 }
 
 /// Names of the counters.

@@ -131,21 +131,21 @@ impl ResourceSync {
                     &[("resource", &self.name), ("kind", &err.metric_kind())],
                 );
                 tracing::warn!(resource = %self.name, object = %key, error = %err, "reconcile failed");
-                if let Some(upstream) = &upstream {
-                    if let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster) {
-                        let uid = upstream.object.metadata.uid.as_deref();
-                        self.events
-                            .warn(
-                                client,
-                                &self.api,
-                                key,
-                                uid,
-                                err.reason(),
-                                &err.to_string(),
-                                &self.metrics,
-                            )
-                            .await;
-                    }
+                if let Some(upstream) = &upstream
+                    && let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster)
+                {
+                    let uid = upstream.object.metadata.uid.as_deref();
+                    self.events
+                        .warn(
+                            client,
+                            &self.api,
+                            key,
+                            uid,
+                            err.reason(),
+                            &err.to_string(),
+                            &self.metrics,
+                        )
+                        .await;
                 }
             }
         }
@@ -233,10 +233,10 @@ impl ResourceSync {
 
         // Copies on targets no longer chosen (or skipped by the transform) go.
         for (at, copy) in self.downstream.copies_of(key) {
-            if !kept.contains(&at) {
-                if let Err(err) = self.delete_copy_bounded(&at, &copy).await {
-                    errors.push(err);
-                }
+            if !kept.contains(&at)
+                && let Err(err) = self.delete_copy_bounded(&at, &copy).await
+            {
+                errors.push(err);
             }
         }
 

@@ -199,12 +199,12 @@ impl DownstreamInner {
 
     fn remove(&mut self, at: &CopyRef) -> Option<UpstreamKey> {
         let (_, origin) = self.objects.remove(at)?;
-        if let Some(key) = &origin {
-            if let Some(set) = self.by_origin.get_mut(key) {
-                set.remove(at);
-                if set.is_empty() {
-                    self.by_origin.remove(key);
-                }
+        if let Some(key) = &origin
+            && let Some(set) = self.by_origin.get_mut(key)
+        {
+            set.remove(at);
+            if set.is_empty() {
+                self.by_origin.remove(key);
             }
         }
         origin

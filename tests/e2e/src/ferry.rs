@@ -107,7 +107,11 @@ pub async fn tenant(
     eventually(
         "the tenant to serve deployments",
         Duration::from_secs(30),
-        || async { Ok(deployments.list(&Default::default()).await.map(|_| ())?).map(Some) },
+        || async {
+            Ok(Some(
+                deployments.list(&Default::default()).await.map(|_| ())?,
+            ))
+        },
     )
     .await?;
     Ok(tenant)
@@ -245,10 +249,10 @@ impl Ferry {
 
     /// Fails if the process exited (e.g. a configuration error), with its log.
     pub fn check_running(&mut self) -> Result<()> {
-        if let Some(child) = &mut self.child {
-            if let Some(status) = child.try_wait()? {
-                bail!("ferry exited with {status}:\n{}", self.log());
-            }
+        if let Some(child) = &mut self.child
+            && let Some(status) = child.try_wait()?
+        {
+            bail!("ferry exited with {status}:\n{}", self.log());
         }
         Ok(())
     }

@@ -197,10 +197,10 @@ pub async fn tour(env: &Env, say: &dyn Fn(&str)) -> Result<TourReport> {
         .await?;
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(event) = events.try_next().await? {
-            if let WatchEvent::Modified(obj) = event {
-                if obj.labels().get("tour").map(String::as_str) == Some("watched") {
-                    return anyhow::Ok(true);
-                }
+            if let WatchEvent::Modified(obj) = event
+                && obj.labels().get("tour").map(String::as_str) == Some("watched")
+            {
+                return anyhow::Ok(true);
             }
         }
         Ok(false)
