@@ -32,7 +32,9 @@ enum Output {
 pub fn main(args: Args) -> Result<()> {
     run::init_logging("warn");
     let loaded = config::load(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let settings = run::settings(&loaded).await?;
         let cluster = match &args.workspace {
@@ -64,7 +66,10 @@ fn print_text(plans: &[ObjectPlan]) {
         let key = &plan.key;
         match &plan.placement {
             Ok(targets) if targets.is_empty() => {
-                println!("{} {}|{}/{}: placed nowhere", plan.resource, key.cluster, key.namespace, key.name)
+                println!(
+                    "{} {}|{}/{}: placed nowhere",
+                    plan.resource, key.cluster, key.namespace, key.name
+                )
             }
             Ok(targets) => println!(
                 "{} {}|{}/{}: placed on {}",
@@ -75,7 +80,10 @@ fn print_text(plans: &[ObjectPlan]) {
                 targets.join(", ")
             ),
             Err(err) => {
-                println!("{} {}|{}/{}: not synced: {err}", plan.resource, key.cluster, key.namespace, key.name);
+                println!(
+                    "{} {}|{}/{}: not synced: {err}",
+                    plan.resource, key.cluster, key.namespace, key.name
+                );
                 *counts.entry("failing").or_default() += 1;
             }
         }
@@ -85,18 +93,28 @@ fn print_text(plans: &[ObjectPlan]) {
                 Action::Update { fields } => ("update", format!(": {}", fields.join(", "))),
                 Action::Unchanged => ("unchanged", String::new()),
                 Action::Delete => ("delete", String::new()),
-                Action::Skip => ("skip", " (the transform leaves this target out)".to_string()),
+                Action::Skip => (
+                    "skip",
+                    " (the transform leaves this target out)".to_string(),
+                ),
                 Action::Refuse { reason } => ("refuse", format!(": {reason}")),
                 Action::Error { message } => ("error", format!(": {message}")),
             };
             *counts.entry(word).or_default() += 1;
-            println!("  {:<12} {}/{}  {word}{detail}", copy.target, copy.namespace, copy.name);
+            println!(
+                "  {:<12} {}/{}  {word}{detail}",
+                copy.target, copy.namespace, copy.name
+            );
         }
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!(
         "{} objects; copies: {}. Nothing was written.",
         plans.len(),
-        if summary.is_empty() { "none".to_string() } else { summary.join(", ") }
+        if summary.is_empty() {
+            "none".to_string()
+        } else {
+            summary.join(", ")
+        }
     );
 }
