@@ -79,16 +79,49 @@ struct CaseFile {
     #[serde(default)]
     target: Option<String>,
     #[serde(default)]
-    context: Option<ContextFile>,
+    context: Option<ContextOverrides>,
 }
 
-#[derive(Deserialize, Default)]
+/// The `context:` of a case (or of a `ferry plugin run` input): each field overrides the
+/// default [`ContextOverrides::resolve`] derives from the object.
+#[derive(Clone, Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextFile {
-    logical_cluster: Option<String>,
-    workspace_path: Option<String>,
-    namespace: Option<String>,
-    downstream_namespace: Option<String>,
+pub struct ContextOverrides {
+    /// Logical cluster; default the object's `kcp.io/cluster` annotation, else `test-cluster`.
+    pub logical_cluster: Option<String>,
+    /// Workspace path; default none.
+    pub workspace_path: Option<String>,
+    /// Upstream namespace; default the object's, else `default`.
+    pub namespace: Option<String>,
+    /// Mapped downstream namespace; default `ferry-test`.
+    pub downstream_namespace: Option<String>,
+}
+
+impl ContextOverrides {
+    /// The context a hook sees for `object`, with these overrides applied.
+    #[must_use]
+    pub fn resolve(self, object: &Value) -> ObjectContext {
+        let annotation = object
+            .pointer("/metadata/annotations/kcp.io~1cluster")
+            .and_then(Value::as_str);
+        ObjectContext {
+            logical_cluster: self
+                .logical_cluster
+                .or_else(|| annotation.map(str::to_owned))
+                .unwrap_or_else(|| "test-cluster".into()),
+            workspace_path: self.workspace_path,
+            namespace: self.namespace.unwrap_or_else(|| {
+                object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_owned()
+            }),
+            downstream_namespace: self
+                .downstream_namespace
+                .unwrap_or_else(|| "ferry-test".into()),
+        }
+    }
 }
 
 /// The expected error of a case (`error.yaml`).
@@ -151,6 +184,12 @@ pub struct Outcome {
 
 /// Loads every case folder (a folder with `case.yaml`) directly under `dir`, sorted by name.
 pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
+    case_dirs(dir)?.iter().map(|d| Case::load(d)).collect()
+}
+
+/// The case folders (folders with `case.yaml`) directly under `dir`, sorted by name, not yet
+/// loaded: a harness that reports a broken case and carries on loads each itself.
+pub fn case_dirs(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     let entries = fs::read_dir(dir).map_err(|source| CaseError::Io {
         path: dir.to_owned(),
         source,
@@ -161,7 +200,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
         .filter(|p| p.join("case.yaml").is_file())
         .collect();
     dirs.sort();
-    dirs.iter().map(|d| Case::load(d)).collect()
+    Ok(dirs)
 }
 
 impl Case {
@@ -212,27 +251,7 @@ impl Case {
             }
         }
 
-        let given = file.context.unwrap_or_default();
-        let annotation = object
-            .pointer("/metadata/annotations/kcp.io~1cluster")
-            .and_then(Value::as_str);
-        let context = ObjectContext {
-            logical_cluster: given
-                .logical_cluster
-                .or_else(|| annotation.map(str::to_owned))
-                .unwrap_or_else(|| "test-cluster".into()),
-            workspace_path: given.workspace_path,
-            namespace: given.namespace.unwrap_or_else(|| {
-                object
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_owned()
-            }),
-            downstream_namespace: given
-                .downstream_namespace
-                .unwrap_or_else(|| "ferry-test".into()),
-        };
+        let context = file.context.unwrap_or_default().resolve(&object);
         Ok(Case {
             name: dir
                 .file_name()
@@ -321,12 +340,19 @@ impl Case {
     }
 }
 
-/// The expected form of a call error: its kind and full message chain.
+/// The expected form of a call error: its kind and message chain, on one line.
 fn error_of(error: &CallError) -> ExpectedError {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    // A trap's source is wasmtime's report with the guest backtrace: addresses that change
+    // with every build would make `--update` rewrite error.yaml for nothing. The trap code
+    // is already in the message.
+    let mut source = match error {
+        CallError::Trap { .. } => None,
+        _ => std::error::Error::source(error),
+    };
     while let Some(s) = source {
-        let _ = write!(message, ": {s}");
+        let text = s.to_string();
+        let _ = write!(message, ": {}", text.lines().next().unwrap_or_default());
         source = s.source();
     }
     ExpectedError {
