@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::plugin_lookup;
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,7 +274,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             if reference.memory_mib == Some(0) {
                 problems.push((format!("{key}.memoryMib"), "must be at least 1".into()));
             }
-            match find_plugin(&reference.plugin, &base, plugin_dir.as_deref()) {
+            match plugin_lookup::find(&reference.plugin, &base, plugin_dir.as_deref()) {
                 Ok(path) => {
                     plugin_paths.insert(key, path);
                 }
@@ -312,9 +314,9 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// Where first-party plugins are looked up: `plugins.dir`, else `$FERRY_PLUGIN_DIR`, else
-/// `plugins/` beside the directory of the `ferry` binary (`target/debug/ferry` finds the
-/// components `cargo xtask plugins` writes to `target/plugins/`).
+/// Where first-party plugins are looked up: `plugins.dir`, else the shared default
+/// ([`plugin_lookup::default_dir`]: `$FERRY_PLUGIN_DIR`, else `plugins/` beside the
+/// directory of the `ferry` binary).
 fn plugin_dir(config: &Config, base: &Path) -> Option<PathBuf> {
     if let Some(dir) = &config.plugins.dir {
         return Some(if dir.is_absolute() {
@@ -323,57 +325,7 @@ fn plugin_dir(config: &Config, base: &Path) -> Option<PathBuf> {
             base.join(dir)
         });
     }
-    if let Some(dir) = std::env::var_os("FERRY_PLUGIN_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.join("plugins"))
-}
-
-fn find_plugin(reference: &str, base: &Path, dir: Option<&Path>) -> Result<PathBuf, String> {
-    let is_path = reference.contains('/') || reference.ends_with(".wasm");
-    if is_path {
-        let path = if Path::new(reference).is_absolute() {
-            PathBuf::from(reference)
-        } else {
-            base.join(reference)
-        };
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("{} does not exist", path.display()))
-        };
-    }
-    let Some(dir) = dir else {
-        return Err(format!(
-            "no plugin directory to find {reference:?} in; set plugins.dir"
-        ));
-    };
-    let path = dir.join(format!("{reference}.wasm"));
-    if path.is_file() {
-        return Ok(path);
-    }
-    let mut available: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".wasm"))
-                .map(str::to_string)
-        })
-        .collect();
-    available.sort();
-    Err(format!(
-        "no plugin {reference:?} in {} (available: {}; build them with `cargo xtask plugins`, or give a path to a .wasm file)",
-        dir.display(),
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        }
-    ))
+    plugin_lookup::default_dir()
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
-//! `ferry`: run the sync engine (`ferry run`).
+//! `ferry`: run the sync engine (`ferry run`), and write, test and try plugins
+//! (`ferry plugin test|run|new`).
 
 mod chain;
 mod config;
+mod plugin;
+mod plugin_lookup;
 mod run;
 
 use std::process::ExitCode;
@@ -23,16 +26,24 @@ struct Cli {
 enum Command {
     /// Run the sync engine until interrupted.
     Run(run::Args),
+    /// Write, test and try plugins without a cluster.
+    Plugin(plugin::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Plugin(args) => plugin::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // `ferry plugin` failures are phrased for the user already, with their own code.
+            if let Some(failure) = err.downcast_ref::<plugin::Failure>() {
+                eprintln!("error: {failure}");
+                return ExitCode::from(failure.code);
+            }
             // One readable message with its causes; no backtrace.
             eprintln!("error: {err:#}");
             ExitCode::from(err.downcast_ref::<config::ConfigError>().map_or(1, |_| 2))
