@@ -547,3 +547,33 @@ fn new_refuses_bad_names_and_existing_folders() {
         "already exists",
     );
 }
+
+// ------------------------------------------------------------ examples/custom-placement
+
+#[test]
+fn the_custom_placement_example_passes_its_cases_and_runs_as_the_walkthrough_shows() {
+    let tmp = TempDir::new().expect("tmp");
+    let cases = repo().join("examples/custom-placement/cases");
+    ferry(tmp.path())
+        .args(["plugin", "test", &component("custom-placement")])
+        .arg(&cases)
+        .assert()
+        .success()
+        .stdout(predicate::str::ends_with("9 passed, 0 failed\n"));
+    let case = cases.join("copies-annotation-places-on-several-targets-of-the-region");
+    ferry(tmp.path())
+        .args([
+            "plugin",
+            "run",
+            &component("custom-placement"),
+            "--hook",
+            "place",
+        ])
+        .arg("--input")
+        .arg(case.join("object.yaml"))
+        .arg("--targets")
+        .arg(case.join("targets.yaml"))
+        .assert()
+        .success()
+        .stdout("- eu-1\n- eu-2\n");
+}
