@@ -71,6 +71,14 @@ fn scaffold(args: &Args) -> anyhow::Result<()> {
     for (file, text) in CASE {
         files.push((Path::new("cases").join(CASE_NAME).join(file), fill(text)));
     }
+    // Commands in the README run from the checkout's root, or from the crate's folder.
+    let cases = match &checkout {
+        Some(root) => format!(
+            "{}/cases",
+            crate_dir.strip_prefix(root).unwrap_or(&crate_dir).display()
+        ),
+        None => "cases".into(),
+    };
     let (component, build) = match &checkout {
         Some(root) => {
             let plugins = root.join("plugins");
@@ -115,7 +123,7 @@ fn scaffold(args: &Args) -> anyhow::Result<()> {
                      (`rustup target add wasm32-wasip2`):\n\n```sh\ncargo build --release --target wasm32-wasip2\n```\n\n\
                      Without rustup targets (Debian's `rustc-web`, `rust-web-src`, `lld-19` and \
                      `cargo install wasm-component-ld`), as Ferry's own build does:\n\n```sh\n\
-                     PATH=/usr/lib/llvm-19/bin:$PATH RUSTC_BOOTSTRAP=1 \\\n  \
+                     PATH=/usr/lib/llvm-19/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \\\n  \
                      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-component-ld \\\n  \
                      /usr/bin/cargo build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort\n```\n\n\
                      The component is then `target/wasm32-unknown-unknown/release/{lib}.wasm`."
@@ -128,7 +136,7 @@ fn scaffold(args: &Args) -> anyhow::Result<()> {
         fill(README)
             .replace("{{build}}", &build)
             .replace("{{component}}", &component)
-            .replace("{{cases}}", &format!("{}/cases", crate_dir.display())),
+            .replace("{{cases}}", &cases),
     ));
 
     for (relative, text) in &files {
