@@ -5,6 +5,7 @@ mod chain;
 mod config;
 mod plugin;
 mod plugin_lookup;
+mod preview;
 mod run;
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     Run(run::Args),
     /// Write, test and try plugins without a cluster.
     Plugin(plugin::Args),
+    /// Show what Ferry would place where, and how each copy differs from what is live,
+    /// without writing anything.
+    Preview(preview::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Plugin(args) => plugin::main(args),
+        Command::Preview(args) => preview::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
