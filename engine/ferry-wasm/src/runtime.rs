@@ -198,15 +198,26 @@ impl Runtime {
     }
 }
 
-/// One thread per runtime: sleeps a tick, increments the epoch, and exits once the runtime
-/// is gone. Deadlines are counted in these ticks.
+/// One thread per runtime: keeps the epoch at "ticks elapsed since start", and exits once the
+/// runtime is gone. Deadlines are counted in these ticks.
+///
+/// The epoch follows the wall clock rather than counting sleeps: on a loaded machine a sleep
+/// overshoots, and one increment per sleep let a 250 ms deadline stretch past a second.
+/// After an overshoot the ticker catches up, so a deadline is late by at most one late wake-up.
 fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     thread::Builder::new()
         .name("ferry-wasm-epoch".into())
         .spawn(move || {
+            let start = std::time::Instant::now();
+            let tick_nanos = tick.as_nanos().max(1);
+            let mut epoch: u128 = 0;
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(tick);
-                engine.increment_epoch();
+                let due = start.elapsed().as_nanos() / tick_nanos;
+                while epoch < due {
+                    engine.increment_epoch();
+                    epoch += 1;
+                }
             }
         })
         .map(drop)
