@@ -126,7 +126,7 @@ fn stop_processes(procs: &[Proc]) {
     }
     for proc in live.iter().filter(|p| is_ours(p)) {
         eprintln!(
-            "    {} (pid {}) ignored SIGTERM; killing it",
+            "    {} (pid {}) still running 5 s after SIGTERM; sending SIGKILL",
             proc.name, proc.pid
         );
         signal(proc.pid, libc::SIGKILL);
