@@ -187,6 +187,10 @@ impl Ferry {
              \x20 placement: {{plugin: label-placement, config: {{default: \"{placement}\"}}}}\n\
              \x20 transform: {{plugin: {transform}}}\n\
              \x20 status: {{plugin: {status}}}\n\
+             - group: \"\"\n  resource: services\n\
+             \x20 placement: {{plugin: label-placement, config: {{default: \"\"}}}}\n\
+             \x20 transform: {{plugin: default-transform}}\n\
+             \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
              plugins: {{dir: {plugins}}}\n\
              engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n",
             kcp = env.kcp_kubeconfig().display(),

@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 use ferry_e2e::Env;
 use ferry_e2e::ferry::FerryOptions;
 use ferry_e2e::scenario::{CONVERGE, Scenario, replicas};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 #[tokio::test]
@@ -462,6 +462,80 @@ async fn preview_shows_creates_updates_and_placement_without_writing() -> Result
             s.downstream_writes()? == before,
             "preview wrote to a cluster"
         );
+        Ok(())
+    }
+    .await;
+    s.finish(result)
+}
+
+#[tokio::test]
+async fn a_hostile_transform_is_stopped_and_reported_while_other_resources_sync() -> Result<()> {
+    let Some(env) = Env::get()? else {
+        return Ok(());
+    };
+    // Deployments go through a transform that never returns; Services through the default one.
+    let hostile = ferry_e2e::ferry::plugin_dir().join("hostile-loop.wasm");
+    let options = FerryOptions {
+        transform: hostile.display().to_string(),
+        ..FerryOptions::default()
+    };
+    let mut s = Scenario::start(&env, "hostile", 1, options).await?;
+    let result = async {
+        s.apply_deployment(0, "web", 1, &[]).await?;
+        let services: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+            s.admin.workspace(&s.tenants[0].path)?,
+            "demo",
+            &kube::discovery::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("", "v1", "Service"),
+                "services",
+            ),
+        );
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        });
+        services
+            .patch(
+                "web",
+                &PatchParams::apply("e2e-tenant"),
+                &Patch::Apply(&service),
+            )
+            .await?;
+
+        let events = ferry_e2e::eventually(
+            "a PluginFailed event for the looping transform",
+            CONVERGE,
+            || async {
+                let events = s.events(0, "web", "PluginFailed").await?;
+                Ok((!events.is_empty()).then_some(events))
+            },
+        )
+        .await?;
+        let message = events[0].message.clone().unwrap_or_default();
+        ensure!(message.contains("deadline"), "event message: {message}");
+        for cluster in ["cluster-1", "cluster-2"] {
+            let copies: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+                env.cluster_client(cluster).await?,
+                &ferry_e2e::ferry::mapped_namespace(&s.tenants[0], "demo"),
+                &kube::discovery::ApiResource::from_gvk_with_plural(
+                    &kube::core::GroupVersionKind::gvk("", "v1", "Service"),
+                    "services",
+                ),
+            );
+            ferry_e2e::eventually(&format!("the Service on {cluster}"), CONVERGE, || async {
+                Ok(copies.get_opt("web").await?.map(|_| ()))
+            })
+            .await?;
+        }
+        ensure!(
+            s.copies(0, "cluster-1")
+                .await?
+                .get_opt("web")
+                .await?
+                .is_none(),
+            "the looping transform produced a copy"
+        );
+        s.ferry.check_running()?;
         Ok(())
     }
     .await;
