@@ -25,6 +25,9 @@ enum What {
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
     },
+    /// First sync of 100 objects in 5 workspaces to 2 clusters, on the real environment:
+    /// time until every copy exists and every status is back, and the writes it took.
+    Sync,
 }
 
 /// Runs a benchmark.
@@ -41,6 +44,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .status()
                 .context("running cargo bench")?;
             ensure!(status.success(), "the plugin benchmark failed ({status})");
+            Ok(())
+        }
+        What::Sync => {
+            plugins::run(plugins::Args::default())?;
+            let env = crate::env::up()?;
+            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(&cargo)
+                .current_dir(repo_root())
+                .args(["build", "--package", "ferry"])
+                .status()
+                .context("running cargo build")?;
+            ensure!(status.success(), "building ferry failed ({status})");
+            // The end-to-end scale test measures and prints; --nocapture shows its numbers.
+            let status = Command::new(&cargo)
+                .current_dir(repo_root())
+                .args([
+                    "test",
+                    "--package",
+                    "ferry-e2e",
+                    "--test",
+                    "scale",
+                    "--",
+                    "--nocapture",
+                ])
+                .env("FERRY_ENV_DIR", &env.dir)
+                .env("FERRY_E2E", "required")
+                .status()
+                .context("running the scale test")?;
+            ensure!(status.success(), "the sync benchmark failed ({status})");
             Ok(())
         }
     }
