@@ -46,6 +46,12 @@ pub enum SyncError {
         /// Whose it is.
         reason: String,
     },
+    /// Ferry cannot decide yet (e.g. a target's copies have not been listed); retried.
+    #[error("{0}")]
+    NotReady(String),
+    /// A bug or an impossible state inside Ferry (serialization, a panicked plugin thread).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A target did not answer in time.
     #[error("target {target} did not answer within {after:?}")]
     Timeout {
@@ -65,6 +71,8 @@ impl SyncError {
         match self {
             SyncError::Api { .. } | SyncError::Timeout { .. } => "SyncFailed",
             SyncError::NotExported { .. } | SyncError::Export(_) => "ExportInvalid",
+            SyncError::NotReady(_) => "Waiting",
+            SyncError::Internal(_) => "InternalError",
             SyncError::Plugin(_) => "PluginFailed",
             SyncError::Collision { .. } => "NameCollision",
             SyncError::Targets(errors) => errors.first().map_or("SyncFailed", SyncError::reason),

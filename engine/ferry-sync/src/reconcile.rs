@@ -174,8 +174,8 @@ impl ResourceSync {
             self.add_finalizer(key, object, &api).await?;
         }
 
-        let value =
-            serde_json::to_value(object.as_ref()).map_err(|e| SyncError::Export(e.to_string()))?;
+        let value = serde_json::to_value(object.as_ref())
+            .map_err(|e| SyncError::Internal(e.to_string()))?;
         let context = self.context(key);
         let targets: Vec<ferry_core::Target> =
             self.targets.iter().map(|t| t.target.clone()).collect();
@@ -299,7 +299,7 @@ impl ResourceSync {
         let live = match self.downstream.get(&at) {
             Some(live) => Some(
                 serde_json::to_value(live.as_ref())
-                    .map_err(|e| SyncError::Export(e.to_string()))?,
+                    .map_err(|e| SyncError::Internal(e.to_string()))?,
             ),
             // Not among Ferry's copies: it may not exist, or be someone else's.
             None => match api.get_opt(&name).await {
@@ -351,7 +351,7 @@ impl ResourceSync {
             &[("target", &at.target), ("verb", "apply")],
         );
         tracing::info!(resource = %self.name, object = %key, target = %at.target, "applied");
-        let live = serde_json::to_value(applied).map_err(|e| SyncError::Export(e.to_string()))?;
+        let live = serde_json::to_value(applied).map_err(|e| SyncError::Internal(e.to_string()))?;
         Ok(Some((at, live)))
     }
 
@@ -573,7 +573,7 @@ impl ResourceSync {
             .iter()
             .find(|t| !self.downstream.synced(t.name()))
         {
-            return Err(SyncError::Export(format!(
+            return Err(SyncError::NotReady(format!(
                 "waiting for the first list of {} on {} before releasing the finalizer",
                 self.name,
                 target.name()
@@ -654,7 +654,7 @@ impl ResourceSync {
 fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
     serde_json::from_value(operations)
         .map(Patch::Json)
-        .map_err(|e| SyncError::Export(format!("building a JSON patch: {e}")))
+        .map_err(|e| SyncError::Internal(format!("building a JSON patch: {e}")))
 }
 
 /// Runs a plugin call on the blocking pool: calls are CPU-bound and bounded by the plugin's
@@ -664,7 +664,7 @@ pub(crate) async fn run_plugin<T: Send + 'static>(
 ) -> Result<T, SyncError> {
     match tokio::task::spawn_blocking(call).await {
         Ok(result) => result.map_err(SyncError::Plugin),
-        Err(join) => Err(SyncError::Export(format!(
+        Err(join) => Err(SyncError::Internal(format!(
             "plugin call did not complete: {join}"
         ))),
     }
