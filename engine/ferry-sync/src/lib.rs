@@ -256,48 +256,99 @@ fn with_types(sync: &ResourceSync, mut object: DynamicObject) -> DynamicObject {
     object
 }
 
+/// Which cache a watch feeds.
+enum Side {
+    /// Upstream objects seen through one shard's virtual workspace.
+    Upstream(Arc<str>),
+    /// This installation's copies on one target.
+    Downstream(Arc<TargetCluster>),
+}
+
+impl Side {
+    /// A completed (re)list replaces what this watch fed before; returns the keys to look at.
+    fn replace(&self, sync: &ResourceSync, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
+        match self {
+            Side::Upstream(shard) => {
+                let mut keys = sync.upstream.replace_shard(shard, objects);
+                // With a complete view, copies without an upstream object are orphans.
+                keys.extend(sync.downstream.origins());
+                keys
+            }
+            Side::Downstream(target) => sync.downstream.replace_target(target.name(), objects),
+        }
+    }
+
+    fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<UpstreamKey> {
+        match self {
+            Side::Upstream(shard) => sync.upstream.apply(shard, object),
+            Side::Downstream(target) => sync.downstream.apply(target.name(), object),
+        }
+    }
+
+    fn delete(&self, sync: &ResourceSync, object: &DynamicObject) -> Option<UpstreamKey> {
+        match self {
+            Side::Upstream(_) => sync.upstream.delete(object),
+            Side::Downstream(target) => sync.downstream.delete(target.name(), object),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Side::Upstream(shard) => format!("upstream objects on shard {shard}"),
+            Side::Downstream(target) => format!("copies on {}", target.name()),
+        }
+    }
+}
+
+/// Feeds one cache from one watch and enqueues every key an event touches. List items are
+/// buffered until the list is complete, so a relist replaces the cache in one step.
+async fn follow(
+    sync: Arc<ResourceSync>,
+    queue: WorkQueue<UpstreamKey>,
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    side: Side,
+) {
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut buffer = Vec::new();
+    while let Some(event) = stream.next().await {
+        let keys = match event {
+            Ok(Event::Init) => {
+                buffer.clear();
+                continue;
+            }
+            Ok(Event::InitApply(object)) => {
+                buffer.push(with_types(&sync, object));
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                tracing::info!(resource = %sync.name, count = buffer.len(), "listed {}", side.describe());
+                side.replace(&sync, std::mem::take(&mut buffer))
+            }
+            Ok(Event::Apply(object)) => side
+                .apply(&sync, with_types(&sync, object))
+                .into_iter()
+                .collect(),
+            Ok(Event::Delete(object)) => side.delete(&sync, &object).into_iter().collect(),
+            Err(err) => {
+                tracing::warn!(resource = %sync.name, error = %err, "watch of {} failed; retrying", side.describe());
+                continue;
+            }
+        };
+        for key in keys {
+            queue.add(key).await;
+        }
+    }
+}
+
 async fn watch_downstream(
     sync: Arc<ResourceSync>,
     target: Arc<TargetCluster>,
     queue: WorkQueue<UpstreamKey>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(target.client.clone(), &sync.api);
-    let selector = identity::managed_selector(&sync.owner);
-    let mut stream = watcher::watcher(api, watcher::Config::default().labels(&selector))
-        .default_backoff()
-        .boxed();
-    let mut buffer = Vec::new();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(object)) => buffer.push(with_types(&sync, object)),
-            Ok(Event::InitDone) => {
-                tracing::info!(resource = %sync.name, target = %target.name(), copies = buffer.len(), "listed copies");
-                for key in sync
-                    .downstream
-                    .replace_target(target.name(), std::mem::take(&mut buffer))
-                {
-                    queue.add(key).await;
-                }
-            }
-            Ok(Event::Apply(object)) => {
-                if let Some(key) = sync
-                    .downstream
-                    .apply(target.name(), with_types(&sync, object))
-                {
-                    queue.add(key).await;
-                }
-            }
-            Ok(Event::Delete(object)) => {
-                if let Some(key) = sync.downstream.delete(target.name(), &object) {
-                    queue.add(key).await;
-                }
-            }
-            Err(err) => {
-                tracing::warn!(resource = %sync.name, target = %target.name(), error = %err, "watch of copies failed; retrying");
-            }
-        }
-    }
+    let config = watcher::Config::default().labels(&identity::managed_selector(&sync.owner));
+    follow(sync, queue, api, config, Side::Downstream(target)).await;
 }
 
 async fn watch_upstream(
@@ -307,40 +358,14 @@ async fn watch_upstream(
     shard: Arc<str>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &sync.api);
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut buffer = Vec::new();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(object)) => buffer.push(with_types(&sync, object)),
-            Ok(Event::InitDone) => {
-                tracing::info!(resource = %sync.name, %shard, objects = buffer.len(), "listed upstream objects");
-                let keys = sync
-                    .upstream
-                    .replace_shard(&shard, std::mem::take(&mut buffer));
-                // With a complete view, copies without an upstream object are orphans.
-                let orphans = sync.downstream.origins();
-                for key in keys.into_iter().chain(orphans) {
-                    queue.add(key).await;
-                }
-            }
-            Ok(Event::Apply(object)) => {
-                if let Some(key) = sync.upstream.apply(&shard, with_types(&sync, object)) {
-                    queue.add(key).await;
-                }
-            }
-            Ok(Event::Delete(object)) => {
-                if let Some(key) = sync.upstream.delete(&object) {
-                    queue.add(key).await;
-                }
-            }
-            Err(err) => {
-                tracing::warn!(resource = %sync.name, %shard, error = %err, "upstream watch failed; retrying");
-            }
-        }
-    }
+    follow(
+        sync,
+        queue,
+        api,
+        watcher::Config::default(),
+        Side::Upstream(shard),
+    )
+    .await;
 }
 
 /// Follows the export's APIBindings on one shard: which workspaces are bound (logged as they
