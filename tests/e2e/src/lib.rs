@@ -146,6 +146,18 @@ where
     }
 }
 
+/// Exit status of a helper binary: errors shown as one readable `error: …` with causes,
+/// never a backtrace.
+pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A name suffix unique to this process, so tests can share one environment and rerun.
 pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()

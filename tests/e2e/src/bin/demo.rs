@@ -15,13 +15,7 @@ const TENANTS: [&str; 2] = ["team-a", "team-b"];
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    ferry_e2e::exit_code(run().await)
 }
 
 async fn run() -> Result<()> {

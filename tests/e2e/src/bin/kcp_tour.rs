@@ -2,13 +2,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    ferry_e2e::exit_code(run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
