@@ -5,8 +5,9 @@ use crate::plugins::HookError;
 /// Why starting the engine or reconciling an object failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// A Kubernetes or kcp API call failed.
-    #[error("{action}: {source}")]
+    /// A Kubernetes or kcp API call failed. Shown as kubectl would show it (never a debug
+    /// dump): what Ferry was doing, then the server's reason and message.
+    #[error("{action}: {}", crate::explain::api_error(.source))]
     Api {
         /// What Ferry was doing, e.g. `applying apps/v1 Deployment demo/web on cluster-2`.
         action: String,
@@ -32,7 +33,8 @@ pub enum SyncError {
     #[error(transparent)]
     Plugin(#[from] HookError),
     /// A downstream name is taken by an object Ferry does not own, or owns for another
-    /// upstream object. Ferry never overwrites it (tenant isolation).
+    /// upstream object. Ferry never overwrites it (tenant isolation). The message never names
+    /// whose it is: it is shown in the tenant's workspace, and the owner may be another tenant.
     #[error("{kind} {namespace}/{name} on {target} {reason}; Ferry will not overwrite it")]
     Collision {
         /// Target cluster.
@@ -52,6 +54,12 @@ pub enum SyncError {
     /// A bug or an impossible state inside Ferry (serialization, a panicked plugin thread).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A target was found unreachable while this work waited for it; retried once it answers.
+    #[error("target {target} does not answer; Ferry retries when it does")]
+    Unreachable {
+        /// Target cluster.
+        target: String,
+    },
     /// A target did not answer in time.
     #[error("target {target} did not answer within {after:?}")]
     Timeout {
@@ -60,22 +68,24 @@ pub enum SyncError {
         /// The limit.
         after: std::time::Duration,
     },
-    /// Several targets failed; each is listed.
+    /// Several steps failed; each is listed.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Targets(Vec<SyncError>),
+    Several(Vec<SyncError>),
 }
 
 impl SyncError {
     /// The Event reason shown on the upstream object.
     pub fn reason(&self) -> &'static str {
         match self {
-            SyncError::Api { .. } | SyncError::Timeout { .. } => "SyncFailed",
+            SyncError::Api { .. } | SyncError::Timeout { .. } | SyncError::Unreachable { .. } => {
+                "SyncFailed"
+            }
             SyncError::NotExported { .. } | SyncError::Export(_) => "ExportInvalid",
             SyncError::NotReady(_) => "Waiting",
             SyncError::Internal(_) => "InternalError",
             SyncError::Plugin(_) => "PluginFailed",
             SyncError::Collision { .. } => "NameCollision",
-            SyncError::Targets(errors) => errors.first().map_or("SyncFailed", SyncError::reason),
+            SyncError::Several(errors) => errors.first().map_or("SyncFailed", SyncError::reason),
         }
     }
 
@@ -94,6 +104,12 @@ impl SyncError {
             source,
         }
     }
+}
+
+/// Whether a client error happened below HTTP (connection refused or reset, TLS, a
+/// timeout): the server did not answer at all, as opposed to answering with an error.
+pub fn is_transport(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
 /// Whether a client error is "not found".

@@ -20,17 +20,19 @@ use crate::metrics::{Metrics, names};
 /// The same (reason, message) on the same object is recorded again only after this long.
 const REPEAT_AFTER: Duration = Duration::from_secs(600);
 
-/// Records Events, de-duplicated per object.
+/// Records Events, de-duplicated per object: per (resource, key), since a Deployment and a
+/// Service may both be `demo/web` in one workspace.
 #[derive(Default)]
 pub struct EventRecorder {
-    last: Mutex<HashMap<UpstreamKey, (String, Instant)>>,
+    last: Mutex<HashMap<(String, UpstreamKey), (String, Instant)>>,
 }
 
 impl EventRecorder {
-    /// Forgets what was recorded for `key` (after a successful sync, so a recurrence shows).
-    pub fn clear(&self, key: &UpstreamKey) {
+    /// Forgets what was recorded for `key` of `resource` (after a successful sync, so a
+    /// recurrence shows).
+    pub fn clear(&self, resource: &str, key: &UpstreamKey) {
         if let Ok(mut last) = self.last.lock() {
-            last.remove(key);
+            last.remove(&(resource.to_string(), key.clone()));
         }
     }
 
@@ -39,6 +41,7 @@ impl EventRecorder {
     pub async fn warn(
         &self,
         client: kube::Client,
+        name: &str,
         resource: &ApiResource,
         key: &UpstreamKey,
         uid: Option<&str>,
@@ -51,17 +54,18 @@ impl EventRecorder {
             let Ok(mut last) = self.last.lock() else {
                 return;
             };
-            if let Some((seen, at)) = last.get(key)
+            let id = (name.to_string(), key.clone());
+            if let Some((seen, at)) = last.get(&id)
                 && *seen == fingerprint
                 && at.elapsed() < REPEAT_AFTER
             {
                 return;
             }
-            last.insert(key.clone(), (fingerprint, Instant::now()));
+            last.insert(id, (fingerprint, Instant::now()));
         }
         let now = k8s_openapi::jiff::Timestamp::now();
         // Event messages are capped at 1 KiB by the API server's validation.
-        let message: String = message.chars().take(1000).collect();
+        let message = truncate(message, 1000);
         let event = Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.", key.name)),
@@ -100,5 +104,44 @@ impl EventRecorder {
                 "could not record an Event (does the APIBinding accept the export's claim on events?)"
             ),
         }
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+fn truncate(message: &str, max: usize) -> String {
+    if message.chars().count() <= max {
+        return message.to_string();
+    }
+    let mut out: String = message.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_with_an_ellipsis_within_the_limit() {
+        let long = "x".repeat(2000);
+        let cut = truncate(&long, 1000);
+        assert_eq!(cut.chars().count(), 1000);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short", 1000), "short");
+    }
+
+    #[test]
+    fn a_deployment_and_a_service_of_the_same_name_keep_their_own_event_history() {
+        let recorder = EventRecorder::default();
+        let key = UpstreamKey::new("lc", "demo", "web");
+        let now = Instant::now();
+        if let Ok(mut last) = recorder.last.lock() {
+            last.insert(("deployments.apps".into(), key.clone()), ("a".into(), now));
+            last.insert(("services".into(), key.clone()), ("b".into(), now));
+        }
+        recorder.clear("services", &key);
+        let last = recorder.last.lock().expect("lock");
+        assert!(last.contains_key(&("deployments.apps".to_string(), key.clone())));
+        assert!(!last.contains_key(&("services".to_string(), key)));
     }
 }

@@ -16,21 +16,26 @@
 pub mod desired;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod kcp;
 pub mod metrics;
+pub mod plan;
 pub mod plugins;
 pub mod preview;
 pub mod queue;
 pub mod reconcile;
 pub mod settings;
+pub mod shards;
 pub mod store;
 pub mod target;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
@@ -41,14 +46,19 @@ pub use plugins::{HookError, PluginChain};
 pub use settings::{KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 
 use ferry_core::identity::{self, UpstreamKey};
-use metrics::Metrics;
-use queue::{Receiver, WorkQueue};
+use metrics::{Metrics, names};
+use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
+use shards::Shards;
 use target::TargetCluster;
 
-/// Waiting keys per resource before watches wait for workers (backpressure, not loss: a key
-/// is level-triggered state, not an event).
-const QUEUE_CAPACITY: usize = 4096;
+/// How often a target's prober asks it `GET /version`, and how long it waits for the answer.
+/// A hung API server (accepting connections, answering nothing) is noticed within about
+/// twice this, and work for it stops holding workers.
+const PROBE_PERIOD: Duration = Duration::from_secs(5);
+
+/// A synced resource with its queue.
+type Resource = (Arc<ResourceSync>, WorkQueue<UpstreamKey>);
 
 /// The engine, ready to run.
 pub struct Engine {
@@ -72,56 +82,85 @@ impl Engine {
 
     /// Runs until `shutdown` turns true. Fails early if kcp or the export is not what the
     /// settings say; afterwards errors are per object (retried, reported) and never stop it.
+    /// A task of the engine that ends (a bug, a panic) is an error: the process should exit
+    /// and be restarted rather than run on with a watch silently gone.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
         let workers = self.settings.workers;
         let resync_period = self.settings.resync;
         let connected = Connected::connect(self.settings, self.metrics.clone()).await?;
         let mut tasks = JoinSet::new();
-        let mut resources = Vec::new();
+        let mut resources: Vec<Resource> = Vec::new();
         for sync in &connected.resources {
-            let (queue, receiver) = WorkQueue::new(
-                QUEUE_CAPACITY,
-                settings::defaults::RETRY_MIN,
-                settings::defaults::RETRY_MAX,
-            );
-            let receiver = Arc::new(receiver);
+            let queue =
+                WorkQueue::new(settings::defaults::RETRY_MIN, settings::defaults::RETRY_MAX);
             for _ in 0..workers.max(1) {
-                tasks.spawn(worker(sync.clone(), queue.clone(), receiver.clone()));
+                tasks.spawn(named("worker", worker(sync.clone(), queue.clone())));
             }
-            tasks.spawn(resync(sync.clone(), queue.clone(), resync_period));
+            tasks.spawn(named(
+                "resync",
+                resync(sync.clone(), queue.clone(), resync_period),
+            ));
+            tasks.spawn(named(
+                "queue metrics",
+                queue_metrics(sync.clone(), queue.clone()),
+            ));
             for target in connected.targets.iter() {
-                tasks.spawn(watch_downstream(
-                    sync.clone(),
-                    target.clone(),
-                    queue.clone(),
+                tasks.spawn(named(
+                    "downstream watch",
+                    watch_downstream(sync.clone(), target.clone(), queue.clone()),
                 ));
             }
             resources.push((sync.clone(), queue));
         }
-        let (provider, export, kcp_clients) = (
+        for target in connected.targets.iter() {
+            tasks.spawn(named(
+                "target prober",
+                probe_target(target.clone(), resources.clone(), self.metrics.clone()),
+            ));
+        }
+        tasks.spawn(watch_endpoint_slice(
             connected.provider.clone(),
             connected.export.clone(),
+            resources.clone(),
             connected.kcp.clone(),
-        );
-        tasks.spawn(watch_endpoint_slice(
-            provider,
-            export,
-            resources,
-            kcp_clients,
+            connected.shards.clone(),
         ));
 
-        tokio::select! {
+        let result = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => {
                 tracing::info!("shutting down");
+                Ok(())
             }
             Some(ended) = tasks.join_next() => {
-                // Tasks loop forever; one ending means a bug or a panic.
-                tracing::error!(?ended, "an engine task ended unexpectedly");
+                let why = match ended {
+                    Ok(name) => format!("the {name} task ended"),
+                    Err(join) if join.is_panic() => format!("a task panicked: {}", panic_message(join.into_panic())),
+                    Err(join) => format!("a task was cancelled: {join}"),
+                };
+                tracing::error!(%why, "an engine task ended unexpectedly; stopping");
+                Err(SyncError::Internal(why))
             }
+        };
+        for (_, queue) in &resources {
+            queue.shutdown();
         }
         tasks.abort_all();
-        Ok(())
+        result
     }
+}
+
+/// Tasks loop forever; each returns its name if it ever ends, for the error.
+async fn named(name: &'static str, work: impl std::future::Future<Output = ()>) -> String {
+    work.await;
+    name.to_string()
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Clients and per-resource state, after checking kcp, the export and the targets.
@@ -130,6 +169,7 @@ pub(crate) struct Connected {
     pub(crate) export: String,
     pub(crate) targets: Arc<Vec<Arc<TargetCluster>>>,
     pub(crate) kcp: Arc<KcpClients>,
+    pub(crate) shards: Arc<Shards>,
     pub(crate) resources: Vec<Arc<ResourceSync>>,
 }
 
@@ -165,6 +205,7 @@ impl Connected {
         let kcp_clients = Arc::new(KcpClients::new(kcp_config));
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
+        let shards = Arc::new(Shards::default());
         let mut resources = Vec::new();
         for resource in settings.resources {
             let api = kcp::resolve_resource(
@@ -181,12 +222,14 @@ impl Connected {
                 plugins: resource.plugins,
                 upstream: Default::default(),
                 downstream: Default::default(),
+                shards: shards.clone(),
                 targets: targets.clone(),
                 kcp: kcp_clients.clone(),
                 events: events.clone(),
                 metrics: metrics.clone(),
                 owner: owner.clone(),
                 target_timeout: settings.target_timeout,
+                status_memo: Default::default(),
             }));
         }
         Ok(Self {
@@ -194,63 +237,137 @@ impl Connected {
             export: settings.kcp.export,
             targets,
             kcp: kcp_clients,
+            shards,
             resources,
         })
     }
 }
 
-async fn worker(
-    sync: Arc<ResourceSync>,
-    queue: WorkQueue<UpstreamKey>,
-    receiver: Arc<Receiver<UpstreamKey>>,
-) {
-    while let Some(lease) = queue.next(&receiver).await {
+async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
+    while let Some(lease) = queue.next().await {
         let key = lease.0.clone();
-        match sync.reconcile(&key).await {
-            Ok(Next::Done) => queue.done(lease, false).await,
-            Ok(Next::CheckAfter(delay)) => {
-                queue.done(lease, false).await;
-                queue.add_after(key, delay);
+        let outcome = match sync.reconcile(&key).await {
+            Ok(Next::Done) => {
+                if sync.upstream.get(&key).is_none() && sync.downstream.copies_of(&key).is_empty() {
+                    sync.forget(&key);
+                }
+                Outcome::Done
             }
-            Err(_) => queue.done(lease, true).await,
-        }
+            Ok(Next::Wait) => Outcome::Backoff,
+            // A plugin is deterministic: retrying the same input on a timer repeats the same
+            // failure. The object's next change (or the periodic resync) tries again.
+            Err(SyncError::Plugin(hook)) if !hook.transient => Outcome::Done,
+            Err(_) => Outcome::Backoff,
+        };
+        queue.done(lease, outcome);
     }
 }
 
 /// Level-triggered safety net: every object (and every copy's origin, to find orphans) is
 /// reconciled again each period even if no event arrived.
-async fn resync(
-    sync: Arc<ResourceSync>,
-    queue: WorkQueue<UpstreamKey>,
-    period: std::time::Duration,
-) {
+async fn resync(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, period: Duration) {
     let mut ticker = tokio::time::interval(period);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let keys: BTreeSet<UpstreamKey> = sync
-            .upstream
-            .keys()
+        enqueue_all(&sync, &queue);
+    }
+}
+
+/// Enqueues every upstream object and every copy's origin of a resource.
+fn enqueue_all(sync: &ResourceSync, queue: &WorkQueue<UpstreamKey>) {
+    let keys: BTreeSet<UpstreamKey> = sync
+        .upstream
+        .keys()
+        .into_iter()
+        .chain(sync.downstream.origins())
+        .collect();
+    for key in keys {
+        queue.add(key);
+    }
+}
+
+/// Publishes the queue's depth and the age of its oldest waiting key, and how many copies
+/// are kept for objects out of sight.
+async fn queue_metrics(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        ticker.tick().await;
+        let depth = queue.depth();
+        let labels = [("resource", sync.name.as_str())];
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        sync.metrics
+            .set(names::QUEUE_READY, &labels, count(depth.ready));
+        sync.metrics
+            .set(names::QUEUE_DELAYED, &labels, count(depth.delayed));
+        let oldest = queue.oldest_ready_age().map_or(0, |age| age.as_secs());
+        sync.metrics
+            .set(names::QUEUE_OLDEST_SECONDS, &labels, oldest);
+        let kept = sync
+            .downstream
+            .origins()
             .into_iter()
-            .chain(sync.downstream.origins())
-            .collect();
-        for key in keys {
-            queue.add(key).await;
+            .filter(|key| {
+                sync.upstream.get(key).is_none()
+                    && matches!(
+                        sync.shards.absence(key, &sync.upstream),
+                        plan::Absence::Unknown(_)
+                    )
+            })
+            .map(|key| sync.downstream.copies_of(&key).len())
+            .sum::<usize>();
+        sync.metrics.set(names::COPIES_KEPT, &labels, count(kept));
+    }
+}
+
+/// Asks a target `GET /version` every [`PROBE_PERIOD`]. No answer marks it unreachable
+/// (which also cancels the requests in flight to it); an answer after that marks it
+/// reachable again and enqueues everything, since work for it was skipped meanwhile.
+async fn probe_target(target: Arc<TargetCluster>, resources: Vec<Resource>, metrics: Arc<Metrics>) {
+    metrics.set(names::TARGET_UP, &[("target", target.name())], 1);
+    let mut ticker = tokio::time::interval(PROBE_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let answer = tokio::time::timeout(PROBE_PERIOD, target.client.apiserver_version()).await;
+        match answer {
+            Ok(Ok(_)) => {
+                if target.mark_reachable() {
+                    tracing::info!(target = %target.name(), "target answers again; resuming its work");
+                    metrics.set(names::TARGET_UP, &[("target", target.name())], 1);
+                    for (sync, queue) in &resources {
+                        enqueue_all(sync, queue);
+                    }
+                }
+            }
+            Ok(Err(err)) => {
+                if target.mark_unreachable() {
+                    tracing::warn!(target = %target.name(), error = %explain::api_error(&err), "target unreachable; pausing work for it");
+                    metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                }
+            }
+            Err(_) => {
+                if target.mark_unreachable() {
+                    tracing::warn!(target = %target.name(), after = ?PROBE_PERIOD, "target does not answer; pausing work for it");
+                    metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                }
+            }
         }
     }
 }
 
-/// Items of a list response carry no apiVersion/kind; watch events do. Plugins and the
-/// comparison with the desired state need them, so they are set from the resource.
-fn with_types(sync: &ResourceSync, mut object: DynamicObject) -> DynamicObject {
+/// Items of a list response carry no apiVersion/kind; watch events do, and so do write
+/// responses not always. Plugins and the comparison with the desired state need them, so
+/// they are set from the resource.
+pub(crate) fn with_types(api: &ApiResource, mut object: DynamicObject) -> DynamicObject {
     if object
         .types
         .as_ref()
         .is_none_or(|t| t.api_version.is_empty() || t.kind.is_empty())
     {
         object.types = Some(kube::core::TypeMeta {
-            api_version: sync.api.api_version.clone(),
-            kind: sync.api.kind.clone(),
+            api_version: api.api_version.clone(),
+            kind: api.kind.clone(),
         });
     }
     object
@@ -270,7 +387,7 @@ impl Side {
         match self {
             Side::Upstream(shard) => {
                 let mut keys = sync.upstream.replace_shard(shard, objects);
-                // With a complete view, copies without an upstream object are orphans.
+                // With this shard listed, copies of its objects that are gone are orphans.
                 keys.extend(sync.downstream.origins());
                 keys
             }
@@ -318,7 +435,7 @@ async fn follow(
                 continue;
             }
             Ok(Event::InitApply(object)) => {
-                buffer.push(with_types(&sync, object));
+                buffer.push(with_types(&sync.api, object));
                 continue;
             }
             Ok(Event::InitDone) => {
@@ -326,17 +443,17 @@ async fn follow(
                 side.replace(&sync, std::mem::take(&mut buffer))
             }
             Ok(Event::Apply(object)) => side
-                .apply(&sync, with_types(&sync, object))
+                .apply(&sync, with_types(&sync.api, object))
                 .into_iter()
                 .collect(),
             Ok(Event::Delete(object)) => side.delete(&sync, &object).into_iter().collect(),
             Err(err) => {
-                tracing::warn!(resource = %sync.name, error = %err, "watch of {} failed; retrying", side.describe());
+                tracing::warn!(resource = %sync.name, error = %explain::chain(&err), "watch of {} failed; retrying", side.describe());
                 continue;
             }
         };
         for key in keys {
-            queue.add(key).await;
+            queue.add(key);
         }
     }
 }
@@ -368,21 +485,23 @@ async fn watch_upstream(
     .await;
 }
 
-/// Follows the export's APIBindings on one shard: which workspaces are bound (logged as they
-/// come and go, and exported as a gauge). Binding and unbinding need no action of their own:
-/// a new workspace's objects appear in the resource watches, and kcp deletes a workspace's
-/// objects when it unbinds, which Ferry's finalizer turns into downstream deletions first.
+/// Follows the export's APIBindings on one shard: which workspaces are bound there. That is
+/// the evidence orphan collection needs ([`shards`]): a copy's object is gone only if its
+/// workspace is bound on a listed shard and the object is absent there. Bindings coming and
+/// going are logged and counted; when the list completes (or a binding goes) every copy's
+/// origin is looked at again.
 async fn watch_bindings(
     client: kube::Client,
     shard: Arc<str>,
     export: String,
+    resources: Vec<Resource>,
+    shards: Arc<Shards>,
     metrics: Arc<Metrics>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &kcp::api_bindings());
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut bound = BTreeSet::new();
     let mut listing = BTreeSet::new();
     let cluster_of = |b: &DynamicObject| store::upstream_key(b).map(|k| k.cluster);
     let references_export = |b: &DynamicObject| {
@@ -391,62 +510,86 @@ async fn watch_bindings(
             .and_then(|n| n.as_str())
             == Some(export.as_str())
     };
+    let recheck = || {
+        for (sync, queue) in &resources {
+            for key in sync.downstream.origins() {
+                queue.add(key);
+            }
+        }
+    };
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => listing.clear(),
             Ok(Event::InitApply(binding)) => {
                 listing.extend(cluster_of(&binding).filter(|_| references_export(&binding)))
             }
-            Ok(Event::InitDone) => bound = std::mem::take(&mut listing),
+            Ok(Event::InitDone) => {
+                tracing::info!(%shard, bound = listing.len(), "listed the export's bindings");
+                shards.listed(&shard, std::mem::take(&mut listing));
+                recheck();
+            }
             Ok(Event::Apply(binding)) => {
                 if let Some(cluster) = cluster_of(&binding).filter(|_| references_export(&binding))
-                    && bound.insert(cluster.clone())
+                    && shards.set(&shard, &cluster, true)
                 {
                     tracing::info!(%shard, logical_cluster = %cluster, "workspace bound the export");
                 }
             }
             Ok(Event::Delete(binding)) => {
                 if let Some(cluster) = cluster_of(&binding)
-                    && bound.remove(&cluster)
+                    && shards.set(&shard, &cluster, false)
                 {
-                    tracing::info!(%shard, logical_cluster = %cluster, "workspace unbound the export");
+                    tracing::info!(%shard, logical_cluster = %cluster, "workspace unbound the export; its copies are kept until it binds again");
+                    recheck();
                 }
             }
             Err(err) => {
-                tracing::warn!(%shard, error = %err, "watch of APIBindings failed; retrying");
+                tracing::warn!(%shard, error = %explain::chain(&err), "watch of APIBindings failed; retrying");
                 continue;
             }
         }
-        let count = u64::try_from(bound.len()).unwrap_or(u64::MAX);
-        metrics.set(
-            metrics::names::BOUND_WORKSPACES,
-            &[("shard", &shard)],
-            count,
-        );
+        let count = u64::try_from(shards.count(&shard)).unwrap_or(u64::MAX);
+        metrics.set(names::BOUND_WORKSPACES, &[("shard", &shard)], count);
     }
 }
 
-/// Follows the endpoint slice: one upstream watch per resource per shard URL. An empty slice
-/// means no workspace has bound the export yet; Ferry waits.
+/// Follows the endpoint slice: one upstream watch per resource per shard URL, and one
+/// APIBindings watch per shard. An empty slice means no workspace has bound the export yet;
+/// Ferry waits. A shard that leaves the slice stops its watches; its objects are forgotten
+/// but never taken for deleted (their copies stay, see [`shards`]). Ends (an error) only if
+/// one of the watches it started ends.
 async fn watch_endpoint_slice(
     provider: kube::Client,
     export: String,
-    resources: Vec<(Arc<ResourceSync>, WorkQueue<UpstreamKey>)>,
+    resources: Vec<Resource>,
     kcp: Arc<KcpClients>,
-) {
+    shards: Arc<Shards>,
+) -> String {
     let api: Api<DynamicObject> = Api::all_with(provider, &kcp::endpoint_slices());
     let config = watcher::Config::default().fields(&format!("metadata.name={export}"));
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut shards: HashMap<String, Vec<AbortHandle>> = HashMap::new();
-    let mut tasks = JoinSet::new();
+    let mut open: HashMap<String, Vec<AbortHandle>> = HashMap::new();
+    let mut tasks: JoinSet<String> = JoinSet::new();
     let mut announced_empty = false;
-    while let Some(event) = stream.next().await {
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => match event {
+                Some(event) => event,
+                None => return "endpoint slice watch".into(),
+            },
+            Some(ended) = tasks.join_next() => match ended {
+                // Aborted because its shard left: expected.
+                Err(join) if join.is_cancelled() => continue,
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+                Ok(name) => return name,
+            },
+        };
         let urls = match event {
             Ok(Event::Apply(slice) | Event::InitApply(slice)) => kcp::endpoint_urls(&slice),
             Ok(Event::Delete(_)) => BTreeSet::new(),
             Ok(Event::Init | Event::InitDone) => continue,
             Err(err) => {
-                tracing::warn!(%export, error = %err, "watch of the endpoint slice failed; retrying");
+                tracing::warn!(%export, error = %explain::chain(&err), "watch of the endpoint slice failed; retrying");
                 continue;
             }
         };
@@ -454,23 +597,24 @@ async fn watch_endpoint_slice(
             tracing::info!(%export, "the endpoint slice lists no URL yet (no workspace has bound the export); waiting");
             announced_empty = true;
         }
-        for gone in shards
+        for gone in open
             .keys()
             .filter(|u| !urls.contains(*u))
             .cloned()
             .collect::<Vec<_>>()
         {
-            tracing::info!(shard = %gone, "shard left the endpoint slice");
-            for handle in shards.remove(&gone).into_iter().flatten() {
+            tracing::warn!(shard = %gone, "shard left the endpoint slice; its copies are kept until it returns");
+            for handle in open.remove(&gone).into_iter().flatten() {
                 handle.abort();
             }
+            shards.remove(&gone);
             let shard: Arc<str> = Arc::from(gone.as_str());
             for (sync, _) in &resources {
                 sync.upstream.remove_shard(&shard);
             }
         }
         for url in urls {
-            if shards.contains_key(&url) {
+            if open.contains_key(&url) {
                 continue;
             }
             tracing::info!(shard = %url, "watching shard");
@@ -486,23 +630,26 @@ async fn watch_endpoint_slice(
                 .iter()
                 .map(|(sync, queue)| {
                     sync.upstream.add_shard(&shard);
-                    tasks.spawn(watch_upstream(
-                        sync.clone(),
-                        queue.clone(),
-                        client.clone(),
-                        shard.clone(),
+                    tasks.spawn(named(
+                        "upstream watch",
+                        watch_upstream(sync.clone(), queue.clone(), client.clone(), shard.clone()),
                     ))
                 })
                 .collect();
             if let Some((sync, _)) = resources.first() {
-                handles.push(tasks.spawn(watch_bindings(
-                    client.clone(),
-                    shard.clone(),
-                    export.clone(),
-                    sync.metrics.clone(),
+                handles.push(tasks.spawn(named(
+                    "bindings watch",
+                    watch_bindings(
+                        client.clone(),
+                        shard.clone(),
+                        export.clone(),
+                        resources.clone(),
+                        shards.clone(),
+                        sync.metrics.clone(),
+                    ),
                 )));
             }
-            shards.insert(url, handles);
+            open.insert(url, handles);
         }
     }
 }

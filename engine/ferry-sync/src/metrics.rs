@@ -26,6 +26,21 @@ pub mod names {
     pub const EVENTS: &str = "ferry_events_total";
     /// Workspaces bound to the export, by shard (a gauge).
     pub const BOUND_WORKSPACES: &str = "ferry_bound_workspaces";
+    /// Whether a target answers (1) or not (0), by target (a gauge).
+    pub const TARGET_UP: &str = "ferry_target_up";
+    /// Keys waiting to be reconciled now, by resource (a gauge).
+    pub const QUEUE_READY: &str = "ferry_queue_ready";
+    /// Keys waiting for a retry or a check-back delay, by resource (a gauge).
+    pub const QUEUE_DELAYED: &str = "ferry_queue_delayed";
+    /// Age in seconds of the oldest key waiting to be reconciled, by resource (a gauge):
+    /// the first thing to alert on when Ferry falls behind.
+    pub const QUEUE_OLDEST_SECONDS: &str = "ferry_queue_oldest_age_seconds";
+    /// Total reconcile time in milliseconds, by resource (with [`RECONCILES`] it gives the
+    /// mean; histograms come with the metrics rework).
+    pub const RECONCILE_MS: &str = "ferry_reconcile_milliseconds_total";
+    /// Copies kept because their upstream object is out of sight but not proven gone
+    /// (a shard left the endpoint slice, a workspace unbound), by resource (a gauge).
+    pub const COPIES_KEPT: &str = "ferry_copies_kept_unknown_origin";
 }
 
 impl Metrics {
@@ -37,6 +52,24 @@ impl Metrics {
         );
         if let Ok(mut counters) = self.counters.lock() {
             *counters.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// Adds a duration in whole milliseconds to a counter.
+    pub fn observe_ms(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        elapsed: std::time::Duration,
+    ) {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+        );
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if let Ok(mut counters) = self.counters.lock() {
+            let entry = counters.entry(key).or_insert(0);
+            *entry = entry.saturating_add(ms);
         }
     }
 

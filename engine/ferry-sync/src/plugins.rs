@@ -5,7 +5,7 @@ use ferry_core::{Downstream, Hook, ObjectContext, Target};
 use serde_json::Value;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{message} [{kind}]")]
 pub struct HookError {
     /// The plugin's configured name.
@@ -16,6 +16,10 @@ pub struct HookError {
     pub kind: String,
     /// What went wrong, for people; names the plugin and hook.
     pub message: String,
+    /// Whether the same call could succeed if retried unchanged (the runtime was busy).
+    /// Plugins are deterministic: any other failure repeats until the object, the plugin
+    /// or its configuration changes, so the engine does not retry it on a timer.
+    pub transient: bool,
 }
 
 /// Placement, transformation and status aggregation for one synced resource.

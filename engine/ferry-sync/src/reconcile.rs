@@ -1,35 +1,68 @@
-//! Reconciling one upstream object: the whole desired state from what exists now.
+//! The executor: reconciling one upstream object means taking a [`Snapshot`] of what the
+//! stores hold, letting the planner ([`crate::plan`]) decide, and carrying the [`Plan`] out.
 //!
 //! Level-triggered and idempotent (DESIGN §2): a reconcile may run any number of times, after
-//! missed events or a restart, and converges to the same result; when nothing differs it
-//! makes no request that mutates anything.
+//! missed events or a restart, and converges to the same result; when nothing differs the
+//! plan has no write and the executor sends no mutating request.
+//!
+//! Each write is guarded so that a decision made on a stale view can never do harm:
+//! - the finalizer is added and removed with a JSON patch that tests `resourceVersion`;
+//! - a copy is created with `metadata.resourceVersion: "1"` in the applied body: the server
+//!   creates the object when the name is free and answers 409 when *any* object has it (its
+//!   resourceVersion is not 1), so a foreign object that appeared since the last look is
+//!   refused, never taken over. A copy is updated with the live copy's UID in the body (the
+//!   server answers 409 if the name now holds another object, or none). Both proven against
+//!   a real kube-apiserver by the e2e tests;
+//! - copies are deleted with a UID precondition;
+//! - the upstream status is written with a JSON patch that tests the object's UID;
+//! - before the finalizer is released, absence is confirmed by name on every target.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_core::identity::{self, FINALIZER, MANAGER, Origin, UpstreamKey};
-use ferry_core::{Downstream, ObjectContext};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use crate::desired::{first_difference, is_subset, prepare};
-use crate::error::{SyncError, is_conflict, is_not_found};
+use crate::desired::digest;
+use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
 use crate::metrics::{Metrics, names};
-use crate::plugins::{HookError, PluginChain};
-use crate::store::{CopyRef, DownstreamStore, Upstream, UpstreamStore};
+use crate::plan::{
+    self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
+    TargetView,
+};
+use crate::plugins::PluginChain;
+use crate::shards::Shards;
+use crate::store::{DownstreamStore, Upstream, UpstreamStore};
 use crate::target::TargetCluster;
 
-/// What to do after a successful reconcile.
+/// The resourceVersion that turns a server-side apply into "create, or fail if the name is
+/// taken": ignored when the object is created, and never the version of an existing copy
+/// (etcd revision 1 is the first write of the cluster's life, long before any Ferry
+/// namespace existed).
+pub const CREATE_ONLY: &str = "1";
+
+/// What an apply is conditional on.
+#[derive(Clone, Copy, Debug)]
+enum Precondition<'a> {
+    /// The name must be free.
+    Absent,
+    /// The name must hold this object (UID).
+    Uid(&'a str),
+}
+
+/// What to do after a reconcile that did not fail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// Nothing until the next event or resync.
     Done,
-    /// Look again soon (a deletion is in progress).
-    CheckAfter(Duration),
+    /// Something is in progress (copies being deleted, a target's first list): look again
+    /// with backoff. A normal state, not an error.
+    Wait,
 }
 
 /// Clients for kcp virtual-workspace URLs, built once per (shard, logical cluster).
@@ -78,6 +111,8 @@ pub struct ResourceSync {
     pub upstream: UpstreamStore,
     /// Ferry's copies seen on the targets.
     pub downstream: DownstreamStore,
+    /// Bound workspaces per shard (shared by every resource).
+    pub shards: Arc<Shards>,
     /// Target clusters, in configuration order.
     pub targets: Arc<Vec<Arc<TargetCluster>>>,
     /// kcp clients.
@@ -90,6 +125,8 @@ pub struct ResourceSync {
     pub owner: String,
     /// How long one target's part of a reconcile may take.
     pub target_timeout: Duration,
+    /// The last status written per object (see [`StatusMemo`]).
+    pub status_memo: Mutex<HashMap<UpstreamKey, StatusMemo>>,
 }
 
 fn apply_params() -> PatchParams {
@@ -98,33 +135,76 @@ fn apply_params() -> PatchParams {
 }
 
 impl ResourceSync {
-    pub(crate) fn context(&self, key: &UpstreamKey) -> ObjectContext {
-        ObjectContext {
-            logical_cluster: key.cluster.clone(),
-            workspace_path: None,
-            namespace: key.namespace.clone(),
-            downstream_namespace: key.downstream_namespace(),
+    /// What the stores hold about `key` now.
+    pub fn snapshot(&self, key: &UpstreamKey) -> Snapshot {
+        let upstream = self.upstream.get(key).map(|u| u.object);
+        let absence = match upstream {
+            Some(_) => plan::Absence::Gone,
+            None => self.shards.absence(key, &self.upstream),
+        };
+        Snapshot {
+            key: key.clone(),
+            upstream,
+            absence,
+            copies: self.downstream.copies_of(key),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetView {
+                    target: t.target.clone(),
+                    listed: self.downstream.synced(t.name()),
+                    reachable: t.is_reachable(),
+                })
+                .collect(),
+            last_status: self
+                .status_memo
+                .lock()
+                .ok()
+                .and_then(|m| m.get(key).cloned()),
         }
     }
 
-    fn downstream_api(&self, target: &TargetCluster, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(target.client.clone(), namespace, &self.api)
+    /// Plans `snapshot` on the blocking pool: plugin calls are CPU-bound and bounded by their
+    /// deadlines, and must not stall the async workers.
+    pub async fn plan(&self, snapshot: Snapshot) -> Result<Plan, SyncError> {
+        let plugins = self.plugins.clone();
+        let owner = self.owner.clone();
+        tokio::task::spawn_blocking(move || {
+            let cx = PlanContext {
+                owner: &owner,
+                workspace_path: None,
+            };
+            plan::plan(&snapshot, plugins.as_ref(), cx)
+        })
+        .await
+        .map_err(|join| SyncError::Internal(format!("planning did not complete: {join}")))
     }
 
     /// Reconciles `key`; on failure also records an Event on the upstream object.
     pub async fn reconcile(&self, key: &UpstreamKey) -> Result<Next, SyncError> {
+        let started = std::time::Instant::now();
         let upstream = self.upstream.get(key);
-        let result = match &upstream {
-            None => self.remove_orphans(key).await.map(|()| Next::Done),
-            Some(upstream) => self.reconcile_object(key, upstream).await,
+        let snapshot = self.snapshot(key);
+        let result = match self.plan(snapshot).await {
+            Ok(plan) => self.execute(&plan, upstream.as_ref()).await,
+            Err(err) => Err(err),
         };
-        let outcome = if result.is_ok() { "ok" } else { "error" };
+        let outcome = match &result {
+            Ok(Next::Done) => "ok",
+            Ok(Next::Wait) => "waiting",
+            Err(_) => "error",
+        };
         self.metrics.inc(
             names::RECONCILES,
             &[("resource", &self.name), ("result", outcome)],
         );
+        self.metrics.observe_ms(
+            names::RECONCILE_MS,
+            &[("resource", &self.name)],
+            started.elapsed(),
+        );
         match &result {
-            Ok(_) => self.events.clear(key),
+            Ok(_) => self.events.clear(&self.name, key),
             Err(err) => {
                 self.metrics.inc(
                     names::ERRORS,
@@ -138,6 +218,7 @@ impl ResourceSync {
                     self.events
                         .warn(
                             client,
+                            &self.name,
                             &self.api,
                             key,
                             uid,
@@ -152,239 +233,230 @@ impl ResourceSync {
         result
     }
 
-    async fn reconcile_object(
+    /// Carries `plan` out. Every step that can run does; the errors are collected.
+    pub async fn execute(
         &self,
-        key: &UpstreamKey,
-        upstream: &Upstream,
+        plan: &Plan,
+        upstream: Option<&Upstream>,
     ) -> Result<Next, SyncError> {
-        let object = &upstream.object;
-        let client = self.kcp.scoped(&upstream.shard, &key.cluster)?;
-        let api: Api<DynamicObject> = Api::namespaced_with(client, &key.namespace, &self.api);
-        if object.metadata.deletion_timestamp.is_some() {
-            return self.finalize(key, object, &api).await;
-        }
-        let uid = object.metadata.uid.clone().unwrap_or_default();
-        if !object
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == FINALIZER)
-        {
-            self.add_finalizer(key, object, &api).await?;
-        }
-
-        let value = serde_json::to_value(object.as_ref())
-            .map_err(|e| SyncError::Internal(e.to_string()))?;
-        let context = self.context(key);
-        let targets: Vec<ferry_core::Target> =
-            self.targets.iter().map(|t| t.target.clone()).collect();
-        let placed: BTreeSet<String> = {
-            let (plugins, context, value) = (self.plugins.clone(), context.clone(), value.clone());
-            run_plugin(move || plugins.place(&context, &value, &targets))
-                .await?
-                .into_iter()
-                .collect()
-        };
-
-        let mut errors = Vec::new();
-        let mut kept = BTreeSet::new();
-        let mut copies = Vec::new();
-        // Targets in parallel, each bounded in time: a slow or unreachable cluster must not
-        // hold up the others (or this worker) for long.
-        let chosen: Vec<&Arc<TargetCluster>> = self
-            .targets
-            .iter()
-            .filter(|t| placed.contains(t.name()))
+        let key = &plan.key;
+        let mut errors: Vec<SyncError> = plan
+            .plugin_errors()
+            .into_iter()
+            .cloned()
+            .map(SyncError::Plugin)
             .collect();
-        let results = futures::future::join_all(chosen.iter().map(|target| {
-            self.bounded(
-                target,
-                self.sync_target(key, &uid, &value, &context, target),
-            )
-        }))
-        .await;
-        for (target, result) in chosen.into_iter().zip(results) {
-            match result {
-                Ok(Some((at, live))) => {
-                    kept.insert(at);
-                    copies.push(Downstream {
-                        target: target.target.clone(),
-                        object: Some(live),
-                    });
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    // Keep whatever copy exists there: a failing target is not a reason to
-                    // delete (it may be unreachable), and its last known state still counts.
-                    for (at, live) in self.downstream.copies_of(key) {
-                        if at.target == target.name() {
-                            kept.insert(at);
-                            copies.push(Downstream {
-                                target: target.target.clone(),
-                                object: serde_json::to_value(live.as_ref()).ok(),
-                            });
-                        }
-                    }
-                    errors.push(err);
-                }
-            }
-        }
-
-        // Copies on targets no longer chosen (or skipped by the transform) go.
-        for (at, copy) in self.downstream.copies_of(key) {
-            if !kept.contains(&at)
-                && let Err(err) = self.delete_copy_bounded(&at, &copy).await
+        // A placed target that does not answer: the tenant's object is not (fully) synced,
+        // and the tenant should see why. Nothing was attempted there.
+        for copy in &plan.copies {
+            if copy.action == CopyAction::TargetUnreachable
+                && matches!(&plan.placement, crate::plan::Placement::Chosen(t) if t.contains(&copy.target))
             {
-                errors.push(err);
+                errors.push(SyncError::Unreachable {
+                    target: copy.target.clone(),
+                });
+            }
+        }
+        let mut wait = false;
+        if plan.finalizer == FinalizerPlan::Add
+            && let Some(upstream) = upstream
+        {
+            // No copy may exist without the finalizer that guarantees its deletion.
+            self.add_finalizer(key, upstream).await?;
+        }
+
+        let mut by_target: BTreeMap<&str, Vec<&CopyPlan>> = BTreeMap::new();
+        for copy in &plan.copies {
+            by_target
+                .entry(copy.target.as_str())
+                .or_default()
+                .push(copy);
+        }
+        let work = by_target.into_iter().filter_map(|(name, copies)| {
+            let target = self.targets.iter().find(|t| t.name() == name)?;
+            Some(self.bounded(target, self.execute_target(key, target, copies)))
+        });
+        for result in futures::future::join_all(work).await {
+            match result {
+                Ok(waiting) => wait |= waiting,
+                Err(err) => errors.push(err),
             }
         }
 
-        if let Err(err) = self
-            .write_status(key, object, &value, &context, copies, &api)
-            .await
+        if let (StatusPlan::Write { value }, Some(upstream)) = (&plan.status, upstream)
+            && let Err(err) = self.write_status(key, upstream, value).await
         {
             errors.push(err);
         }
+        match &plan.finalizer {
+            FinalizerPlan::Release if errors.is_empty() => {
+                if let Some(upstream) = upstream {
+                    match self.release_finalizer(key, upstream).await {
+                        Ok(released) => wait |= !released,
+                        Err(err) => errors.push(err),
+                    }
+                }
+            }
+            FinalizerPlan::Hold(reason) => {
+                tracing::debug!(resource = %self.name, object = %key, %reason, "deletion in progress");
+                wait = true;
+            }
+            _ => {}
+        }
         match errors.len() {
+            0 if wait => Ok(Next::Wait),
             0 => Ok(Next::Done),
             1 => Err(errors.remove(0)),
-            _ => Err(SyncError::Targets(errors)),
+            _ => Err(SyncError::Several(errors)),
         }
     }
 
-    /// Applies the transform's output on one target, unless the live copy already matches.
-    /// Returns where the copy is and its live state, or `None` if the transform skipped it.
-    async fn sync_target(
+    /// One target's share of a plan, in order. Returns whether something is still in
+    /// progress there.
+    async fn execute_target(
         &self,
         key: &UpstreamKey,
-        uid: &str,
-        value: &Value,
-        context: &ObjectContext,
         target: &TargetCluster,
-    ) -> Result<Option<(CopyRef, Value)>, SyncError> {
-        let desired = {
-            let (plugins, context, value, t) = (
-                self.plugins.clone(),
-                context.clone(),
-                value.clone(),
-                target.target.clone(),
-            );
-            run_plugin(move || plugins.transform(&context, &value, &t)).await?
-        };
-        let Some(mut desired) = desired else {
-            return Ok(None);
-        };
-        let namespace = context.downstream_namespace.clone();
-        prepare(
-            &mut desired,
-            key,
-            uid,
-            &self.owner,
-            &namespace,
-            context.workspace_path.as_deref(),
-        );
-        let name = desired
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or(&key.name)
-            .to_string();
-        let at = CopyRef {
-            target: target.name().to_string(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
-        let api = self.downstream_api(target, &namespace);
-
-        let live = match self.downstream.get(&at) {
-            Some(live) => Some(
-                serde_json::to_value(live.as_ref())
-                    .map_err(|e| SyncError::Internal(e.to_string()))?,
-            ),
-            // Not among Ferry's copies: it may not exist, or be someone else's.
-            None => match api.get_opt(&name).await {
-                Ok(found) => found.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)),
-                Err(err) => {
-                    return Err(SyncError::api(
-                        format!(
-                            "reading {} {namespace}/{name} on {}",
-                            self.api.kind, at.target
-                        ),
-                        err,
-                    ));
+        copies: Vec<&CopyPlan>,
+    ) -> Result<bool, SyncError> {
+        let mut waiting = false;
+        for copy in copies {
+            match &copy.action {
+                CopyAction::Create { body } => {
+                    waiting |= self
+                        .apply(key, target, copy, body, Precondition::Absent)
+                        .await?;
                 }
-            },
-        };
-        if let Some(live) = &live {
-            self.check_owner(live, key, &at)?;
-            if is_subset(&desired, live) {
-                return Ok(Some((at, live.clone())));
+                CopyAction::Update {
+                    body,
+                    live_uid,
+                    changes,
+                } => {
+                    tracing::info!(
+                        resource = %self.name, object = %key, target = %copy.target,
+                        fields = %changes.fields().join(", "),
+                        "copy differs from the desired state"
+                    );
+                    waiting |= self
+                        .apply(key, target, copy, body, Precondition::Uid(live_uid))
+                        .await?;
+                }
+                CopyAction::Delete { uid, reason } => {
+                    tracing::info!(resource = %self.name, object = %key, target = %copy.target, ?reason, "deleting copy");
+                    self.delete_copy(target, copy, uid).await?;
+                }
+                CopyAction::AwaitGone => waiting = true,
+                // The target's prober re-enqueues everything when it answers again.
+                CopyAction::TargetUnreachable
+                | CopyAction::Unchanged
+                | CopyAction::Failed { .. }
+                | CopyAction::Skip => {}
             }
-            tracing::info!(
-                resource = %self.name, object = %key, target = %at.target,
-                field = first_difference(&desired, live).as_deref().unwrap_or("?"),
-                "copy differs from the desired state"
-            );
         }
+        Ok(waiting)
+    }
 
-        self.ensure_namespace(target, &namespace, key, context)
-            .await?;
-        let _permit = target.limiter.acquire().await;
-        let applied = api
-            .patch(&name, &apply_params(), &Patch::Apply(&desired))
-            .await
-            .map_err(|err| {
+    /// Server-side apply of `body`, conditional on `precondition` (see the module docs).
+    /// Returns whether to look again (the name turned out to hold Ferry's own copy, not yet
+    /// seen, or nothing any more).
+    async fn apply(
+        &self,
+        key: &UpstreamKey,
+        target: &TargetCluster,
+        copy: &CopyPlan,
+        body: &Value,
+        precondition: Precondition<'_>,
+    ) -> Result<bool, SyncError> {
+        self.ensure_namespace(target, &copy.namespace, key).await?;
+        let mut body = body.clone();
+        match precondition {
+            Precondition::Absent => body["metadata"]["resourceVersion"] = json!(CREATE_ONLY),
+            Precondition::Uid(uid) => body["metadata"]["uid"] = json!(uid),
+        }
+        let api = self.downstream_api(target, &copy.namespace);
+        let result = {
+            let _permit = target.limiter.acquire().await;
+            api.patch(&copy.name, &apply_params(), &Patch::Apply(&body))
+                .await
+        };
+        let what = || {
+            format!(
+                "applying {} {}/{} on {}",
+                self.api.kind, copy.namespace, copy.name, copy.target
+            )
+        };
+        match result {
+            Ok(applied) => {
+                self.metrics.inc(
+                    names::DOWNSTREAM_WRITES,
+                    &[("target", &copy.target), ("verb", "apply")],
+                );
+                tracing::info!(resource = %self.name, object = %key, target = %copy.target, "applied");
+                self.downstream
+                    .apply(target.name(), crate::with_types(&self.api, applied));
+                Ok(false)
+            }
+            Err(err) if is_conflict(&err) => {
+                // The name holds another object than the one planned for. Find out whose.
+                let found = api
+                    .get_opt(&copy.name)
+                    .await
+                    .map_err(|e| self.target_error(target, what(), e))?;
+                match found {
+                    Some(found) if self.is_own_copy(&found, key) => {
+                        // Ferry's own copy, not yet in the store: take it in and plan again.
+                        self.downstream
+                            .apply(target.name(), crate::with_types(&self.api, found));
+                        Ok(true)
+                    }
+                    Some(_) => Err(SyncError::Collision {
+                        target: copy.target.clone(),
+                        kind: self.api.kind.clone(),
+                        namespace: copy.namespace.clone(),
+                        name: copy.name.clone(),
+                        reason: "exists and is not this object's copy".into(),
+                    }),
+                    // Deleted meanwhile: the next round creates it.
+                    None => Ok(true),
+                }
+            }
+            Err(err) => {
                 if is_not_found(&err) {
                     // The namespace went away under us: verify it again next time.
-                    target.remember_namespace(&namespace, false);
+                    target.remember_namespace(&copy.namespace, false);
                 }
-                SyncError::api(
-                    format!(
-                        "applying {} {namespace}/{name} on {}",
-                        self.api.kind, at.target
-                    ),
-                    err,
-                )
-            })?;
-        self.metrics.inc(
-            names::DOWNSTREAM_WRITES,
-            &[("target", &at.target), ("verb", "apply")],
-        );
-        tracing::info!(resource = %self.name, object = %key, target = %at.target, "applied");
-        let live = serde_json::to_value(applied).map_err(|e| SyncError::Internal(e.to_string()))?;
-        Ok(Some((at, live)))
+                Err(self.target_error(target, what(), err))
+            }
+        }
     }
 
-    /// Refuses a copy that is not Ferry's, or is Ferry's for another upstream object.
-    pub(crate) fn check_owner(
-        &self,
-        live: &Value,
-        key: &UpstreamKey,
-        at: &CopyRef,
-    ) -> Result<(), SyncError> {
-        let collision = |reason: String| SyncError::Collision {
-            target: at.target.clone(),
-            kind: self.api.kind.clone(),
-            namespace: at.namespace.clone(),
-            name: at.name.clone(),
-            reason,
-        };
-        let owner = live.pointer(&format!(
-            "/metadata/labels/{}",
-            identity::OWNER.replace('/', "~1")
-        ));
-        if let Some(owner) = owner.and_then(Value::as_str).filter(|o| *o != self.owner) {
-            return Err(collision(format!(
-                "is managed by another Ferry installation (owner {owner})"
-            )));
+    /// Whether `object` (found on a target) is this installation's copy of `key`.
+    fn is_own_copy(&self, object: &DynamicObject, key: &UpstreamKey) -> bool {
+        let owner = object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(identity::OWNER));
+        owner == Some(&self.owner)
+            && serde_json::to_value(&object.metadata)
+                .ok()
+                .and_then(|m| Origin::of(&m))
+                .is_some_and(|o| o.key == *key)
+    }
+
+    /// A failed request to a target; a transport failure marks the target unreachable so
+    /// that nothing else waits for it.
+    fn target_error(&self, target: &TargetCluster, action: String, err: kube::Error) -> SyncError {
+        if is_transport(&err) && target.mark_unreachable() {
+            tracing::warn!(target = %target.name(), error = %crate::explain::api_error(&err), "target unreachable; pausing work for it");
+            self.metrics
+                .set(names::TARGET_UP, &[("target", target.name())], 0);
         }
-        match live.get("metadata").and_then(Origin::of) {
-            // Same upstream identity; a different UID is a copy of an earlier object of the
-            // same name in the same workspace, which this object replaces.
-            Some(origin) if origin.key == *key => Ok(()),
-            Some(origin) => Err(collision(format!("belongs to {}", origin.key))),
-            None => Err(collision("exists and is not managed by Ferry".into())),
-        }
+        SyncError::api(action, err)
+    }
+
+    fn downstream_api(&self, target: &TargetCluster, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(target.client.clone(), namespace, &self.api)
     }
 
     /// Makes sure the downstream namespace exists and is Ferry's for this (cluster, namespace).
@@ -393,18 +465,16 @@ impl ResourceSync {
         target: &TargetCluster,
         namespace: &str,
         key: &UpstreamKey,
-        context: &ObjectContext,
     ) -> Result<(), SyncError> {
         if target.knows_namespace(namespace) {
             return Ok(());
         }
         let api: Api<Namespace> = Api::all(target.client.clone());
-        let existing = api.get_opt(namespace).await.map_err(|e| {
-            SyncError::api(
-                format!("reading namespace {namespace} on {}", target.name()),
-                e,
-            )
-        })?;
+        let action = || format!("reading namespace {namespace} on {}", target.name());
+        let existing = api
+            .get_opt(namespace)
+            .await
+            .map_err(|e| self.target_error(target, action(), e))?;
         if let Some(existing) = existing {
             let labels = existing.metadata.labels.unwrap_or_default();
             let annotations = existing.metadata.annotations.unwrap_or_default();
@@ -421,183 +491,135 @@ impl ResourceSync {
                 });
             }
         } else {
-            let mut annotations = json!({ identity::NAMESPACE: key.namespace });
-            if let Some(path) = &context.workspace_path {
-                annotations[identity::WORKSPACE] = json!(path);
-            }
             let object = json!({
                 "apiVersion": "v1",
                 "kind": "Namespace",
                 "metadata": {
                     "name": namespace,
+                    "resourceVersion": CREATE_ONLY,
                     "labels": { identity::MANAGED_BY: MANAGER, identity::CLUSTER: key.cluster },
-                    "annotations": annotations,
+                    "annotations": { identity::NAMESPACE: key.namespace },
                 },
             });
-            let _permit = target.limiter.acquire().await;
-            api.patch(
-                namespace,
-                &PatchParams::apply(MANAGER),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(|e| {
-                SyncError::api(
-                    format!("creating namespace {namespace} on {}", target.name()),
-                    e,
+            let result = {
+                let _permit = target.limiter.acquire().await;
+                api.patch(
+                    namespace,
+                    &PatchParams::apply(MANAGER),
+                    &Patch::Apply(&object),
                 )
-            })?;
-            self.metrics.inc(
-                names::DOWNSTREAM_WRITES,
-                &[("target", target.name()), ("verb", "create-namespace")],
-            );
+                .await
+            };
+            match result {
+                Ok(_) => self.metrics.inc(
+                    names::DOWNSTREAM_WRITES,
+                    &[("target", target.name()), ("verb", "create-namespace")],
+                ),
+                // Created by someone else since the read: judge it on the next round.
+                Err(err) if is_conflict(&err) => {
+                    return Err(SyncError::NotReady(format!(
+                        "namespace {namespace} on {} appeared while Ferry created it",
+                        target.name()
+                    )));
+                }
+                Err(err) => {
+                    return Err(self.target_error(
+                        target,
+                        format!("creating namespace {namespace} on {}", target.name()),
+                        err,
+                    ));
+                }
+            }
         }
         target.remember_namespace(namespace, true);
         Ok(())
     }
 
-    /// Runs one target's part of a reconcile within [`ResourceSync::target_timeout`].
+    /// Runs one target's part of a reconcile within [`ResourceSync::target_timeout`], and
+    /// gives up at once if the target is marked unreachable meanwhile (by another request
+    /// or its prober): a dead target must not hold a worker for the whole timeout.
     async fn bounded<T>(
         &self,
         target: &TargetCluster,
         work: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        match tokio::time::timeout(self.target_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(SyncError::Timeout {
-                target: target.name().to_string(),
-                after: self.target_timeout,
-            }),
-        }
-    }
-
-    async fn delete_copy_bounded(
-        &self,
-        at: &CopyRef,
-        copy: &DynamicObject,
-    ) -> Result<(), SyncError> {
-        match self.targets.iter().find(|t| t.name() == at.target) {
-            Some(target) => self.bounded(target, self.delete_copy(at, copy)).await,
-            None => Ok(()),
+        tokio::select! {
+            result = tokio::time::timeout(self.target_timeout, work) => match result {
+                Ok(result) => result,
+                Err(_) => {
+                    if target.mark_unreachable() {
+                        tracing::warn!(target = %target.name(), after = ?self.target_timeout, "target did not answer in time; pausing work for it");
+                        self.metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                    }
+                    Err(SyncError::Timeout {
+                        target: target.name().to_string(),
+                        after: self.target_timeout,
+                    })
+                }
+            },
+            () = target.lost() => Err(SyncError::Unreachable { target: target.name().to_string() }),
         }
     }
 
     /// Deletes one copy, only if it is still the object Ferry saw (UID precondition).
-    async fn delete_copy(&self, at: &CopyRef, copy: &DynamicObject) -> Result<(), SyncError> {
-        let Some(target) = self.targets.iter().find(|t| t.name() == at.target) else {
-            // A target removed from the configuration: its copies are out of reach.
-            return Ok(());
-        };
+    async fn delete_copy(
+        &self,
+        target: &TargetCluster,
+        copy: &CopyPlan,
+        uid: &str,
+    ) -> Result<(), SyncError> {
         let params = DeleteParams {
-            preconditions: copy.metadata.uid.clone().map(|uid| Preconditions {
-                uid: Some(uid),
+            preconditions: (!uid.is_empty()).then(|| Preconditions {
+                uid: Some(uid.to_string()),
                 resource_version: None,
             }),
             ..DeleteParams::background()
         };
-        let _permit = target.limiter.acquire().await;
-        match self
-            .downstream_api(target, &at.namespace)
-            .delete(&at.name, &params)
-            .await
-        {
+        let result = {
+            let _permit = target.limiter.acquire().await;
+            self.downstream_api(target, &copy.namespace)
+                .delete(&copy.name, &params)
+                .await
+        };
+        match result {
             Ok(_) => {
                 self.metrics.inc(
                     names::DOWNSTREAM_WRITES,
-                    &[("target", &at.target), ("verb", "delete")],
+                    &[("target", &copy.target), ("verb", "delete")],
                 );
-                tracing::info!(resource = %self.name, target = %at.target, namespace = %at.namespace, name = %at.name, "deleted copy");
                 Ok(())
             }
             // Gone already, or replaced by a newer object that the next reconcile judges.
             Err(err) if is_not_found(&err) || is_conflict(&err) => Ok(()),
-            Err(err) => Err(SyncError::api(
+            Err(err) => Err(self.target_error(
+                target,
                 format!(
                     "deleting {} {}/{} on {}",
-                    self.api.kind, at.namespace, at.name, at.target
+                    self.api.kind, copy.namespace, copy.name, copy.target
                 ),
                 err,
             )),
         }
     }
 
-    /// Copies whose upstream object is gone (DESIGN I2). Only decided when every shard's
-    /// list is complete; otherwise "absent" may just mean "not seen yet".
-    async fn remove_orphans(&self, key: &UpstreamKey) -> Result<(), SyncError> {
-        if !self.upstream.complete() {
-            return Ok(());
-        }
-        for (at, copy) in self.downstream.copies_of(key) {
-            self.delete_copy_bounded(&at, &copy).await?;
-        }
-        Ok(())
-    }
-
-    /// Upstream deletion: copies first, then the finalizer (DESIGN I3).
-    async fn finalize(
+    fn upstream_api(
         &self,
         key: &UpstreamKey,
-        object: &DynamicObject,
-        api: &Api<DynamicObject>,
-    ) -> Result<Next, SyncError> {
-        let Some(index) = object
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .position(|f| f == FINALIZER)
-        else {
-            return Ok(Next::Done);
-        };
-        let copies = self.downstream.copies_of(key);
-        let mut errors = Vec::new();
-        for (at, copy) in &copies {
-            if let Err(err) = self.delete_copy_bounded(at, copy).await {
-                errors.push(err);
-            }
-        }
-        if !errors.is_empty() {
-            return Err(if errors.len() == 1 {
-                errors.remove(0)
-            } else {
-                SyncError::Targets(errors)
-            });
-        }
-        if !copies.is_empty() {
-            // Deleted; the watches will confirm. Check back before letting the object go.
-            return Ok(Next::CheckAfter(Duration::from_millis(500)));
-        }
-        // "No copies" is only trustworthy where the target's list has completed.
-        if let Some(target) = self
-            .targets
-            .iter()
-            .find(|t| !self.downstream.synced(t.name()))
-        {
-            return Err(SyncError::NotReady(format!(
-                "waiting for the first list of {} on {} before releasing the finalizer",
-                self.name,
-                target.name()
-            )));
-        }
-        let patch = json!([
-            { "op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version },
-            { "op": "remove", "path": format!("/metadata/finalizers/{index}") },
-        ]);
-        api.patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
-            .await
-            .map_err(|e| SyncError::api(format!("removing finalizer from {key}"), e))?;
-        self.metrics
-            .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
-        tracing::info!(resource = %self.name, object = %key, "copies deleted; finalizer removed");
-        Ok(Next::Done)
+        upstream: &Upstream,
+    ) -> Result<Api<DynamicObject>, SyncError> {
+        let client = self.kcp.scoped(&upstream.shard, &key.cluster)?;
+        Ok(Api::namespaced_with(client, &key.namespace, &self.api))
     }
 
-    async fn add_finalizer(
-        &self,
-        key: &UpstreamKey,
-        object: &DynamicObject,
-        api: &Api<DynamicObject>,
-    ) -> Result<(), SyncError> {
+    /// Takes the response of a write to kcp into the store, so the next plan sees it even
+    /// before the watch event arrives.
+    fn remember_upstream(&self, upstream: &Upstream, object: DynamicObject) {
+        self.upstream
+            .apply(&upstream.shard, crate::with_types(&self.api, object));
+    }
+
+    async fn add_finalizer(&self, key: &UpstreamKey, upstream: &Upstream) -> Result<(), SyncError> {
+        let object = &upstream.object;
         let add = if object
             .metadata
             .finalizers
@@ -612,60 +634,136 @@ impl ResourceSync {
             { "op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version },
             add,
         ]);
-        api.patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
+        let updated = self
+            .upstream_api(key, upstream)?
+            .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
             .await
-            .map_err(|e| SyncError::api(format!("adding finalizer to {key}"), e))?;
+            .map_err(|e| SyncError::api(format!("adding finalizer to {}", key.name), e))?;
         self.metrics
             .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
+        self.remember_upstream(upstream, updated);
         Ok(())
+    }
+
+    /// Confirms on every target, by name, that no copy is left, then removes the finalizer.
+    /// Returns `false` when a copy turned up (it is deleted; the release waits).
+    async fn release_finalizer(
+        &self,
+        key: &UpstreamKey,
+        upstream: &Upstream,
+    ) -> Result<bool, SyncError> {
+        let object = &upstream.object;
+        let namespace = key.downstream_namespace();
+        for target in self.targets.iter() {
+            let api = self.downstream_api(target, &namespace);
+            let found = self
+                .bounded(target, async {
+                    api.get_opt(&key.name).await.map_err(|e| {
+                        self.target_error(
+                            target,
+                            format!(
+                                "reading {} {namespace}/{} on {}",
+                                self.api.kind,
+                                key.name,
+                                target.name()
+                            ),
+                            e,
+                        )
+                    })
+                })
+                .await?;
+            if let Some(found) = found
+                && self.is_own_copy(&found, key)
+            {
+                // A copy the store had not seen yet (applied a moment ago).
+                tracing::info!(resource = %self.name, object = %key, target = %target.name(), "a copy appeared before the finalizer was released; deleting it first");
+                let uid = found.metadata.uid.clone().unwrap_or_default();
+                let terminating = found.metadata.deletion_timestamp.is_some();
+                self.downstream
+                    .apply(target.name(), crate::with_types(&self.api, found));
+                if !terminating {
+                    let copy = CopyPlan {
+                        target: target.name().to_string(),
+                        namespace: namespace.clone(),
+                        name: key.name.clone(),
+                        action: CopyAction::AwaitGone,
+                    };
+                    self.bounded(target, self.delete_copy(target, &copy, &uid))
+                        .await?;
+                }
+                return Ok(false);
+            }
+        }
+        let Some(index) = object
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .position(|f| f == FINALIZER)
+        else {
+            return Ok(true);
+        };
+        let patch = json!([
+            { "op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version },
+            { "op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER },
+            { "op": "remove", "path": format!("/metadata/finalizers/{index}") },
+        ]);
+        self.upstream_api(key, upstream)?
+            .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
+            .await
+            .map_err(|e| SyncError::api(format!("removing finalizer from {}", key.name), e))?;
+        self.metrics
+            .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
+        tracing::info!(resource = %self.name, object = %key, "copies deleted; finalizer removed");
+        Ok(true)
     }
 
     async fn write_status(
         &self,
         key: &UpstreamKey,
-        object: &DynamicObject,
-        value: &Value,
-        context: &ObjectContext,
-        copies: Vec<Downstream>,
-        api: &Api<DynamicObject>,
+        upstream: &Upstream,
+        status: &Value,
     ) -> Result<(), SyncError> {
-        let status = {
-            let (plugins, context, value) = (self.plugins.clone(), context.clone(), value.clone());
-            run_plugin(move || plugins.aggregate_status(&context, &value, &copies)).await?
-        };
-        let Some(status) = status else {
-            return Ok(());
-        };
-        if object.data.get("status") == Some(&status) {
-            return Ok(());
-        }
-        let patch = json!([{ "op": "add", "path": "/status", "value": status }]);
-        api.patch_status(&key.name, &PatchParams::default(), &json_patch(patch)?)
+        let uid = upstream.object.metadata.uid.clone().unwrap_or_default();
+        // Pinned to the UID: never the status of another object that took the name since.
+        let patch = json!([
+            { "op": "test", "path": "/metadata/uid", "value": uid },
+            { "op": "add", "path": "/status", "value": status },
+        ]);
+        let updated = self
+            .upstream_api(key, upstream)?
+            .patch_status(&key.name, &PatchParams::default(), &json_patch(patch)?)
             .await
-            .map_err(|e| SyncError::api(format!("writing status of {key}"), e))?;
+            .map_err(|e| SyncError::api(format!("writing status of {}", key.name), e))?;
         self.metrics
             .inc(names::UPSTREAM_WRITES, &[("write", "status")]);
+        let stored = updated.data.get("status").cloned().unwrap_or(Value::Null);
+        if let Ok(mut memo) = self.status_memo.lock() {
+            memo.insert(
+                key.clone(),
+                StatusMemo {
+                    uid,
+                    sent: digest(status),
+                    stored,
+                },
+            );
+        }
+        self.remember_upstream(upstream, updated);
         Ok(())
+    }
+
+    /// Forgets what is only needed while the object exists.
+    pub fn forget(&self, key: &UpstreamKey) {
+        if let Ok(mut memo) = self.status_memo.lock() {
+            memo.remove(key);
+        }
     }
 }
 
 /// A JSON patch from its operations (the `test` operations make writes to kcp conditional on
-/// the resourceVersion Ferry decided on).
+/// what Ferry decided on).
 fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
     serde_json::from_value(operations)
         .map(Patch::Json)
         .map_err(|e| SyncError::Internal(format!("building a JSON patch: {e}")))
-}
-
-/// Runs a plugin call on the blocking pool: calls are CPU-bound and bounded by the plugin's
-/// deadline, and must not stall the async workers.
-pub(crate) async fn run_plugin<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, HookError> + Send + 'static,
-) -> Result<T, SyncError> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(SyncError::Plugin),
-        Err(join) => Err(SyncError::Internal(format!(
-            "plugin call did not complete: {join}"
-        ))),
-    }
 }

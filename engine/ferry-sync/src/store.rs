@@ -24,6 +24,20 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whether `incoming` is older than `stored`: the same object (UID) at a lower
+/// resourceVersion. Resource versions are opaque in general, but for one object on one
+/// server they are etcd revisions that only grow; Ferry stores the responses of its own
+/// writes at once (so a reconcile right after a write sees it), and a watch event that was
+/// already on its way must not replace that newer state with an older one. Anything that
+/// does not parse as a number is taken as newer.
+fn is_older(incoming: &DynamicObject, stored: &DynamicObject) -> bool {
+    if incoming.metadata.uid != stored.metadata.uid {
+        return false;
+    }
+    let version = |o: &DynamicObject| o.metadata.resource_version.as_deref()?.parse::<u64>().ok();
+    matches!((version(incoming), version(stored)), (Some(i), Some(s)) if i < s)
+}
+
 /// The upstream key of an object seen through a virtual workspace.
 pub fn upstream_key(object: &DynamicObject) -> Option<UpstreamKey> {
     let cluster = object
@@ -84,11 +98,11 @@ impl UpstreamStore {
         self.len() == 0
     }
 
-    /// Whether every shard in the endpoint slice has completed its initial list, so that an
-    /// absent key means the object really is gone (and its copies are orphans).
-    pub fn complete(&self) -> bool {
+    /// Whether `shard`'s list has completed (and it is still in the endpoint slice), so that
+    /// an object of a workspace on that shard that is absent here really is gone.
+    pub fn listed(&self, shard: &str) -> bool {
         let inner = read(&self.inner);
-        !inner.shards.is_empty() && inner.shards.iter().all(|s| inner.synced.contains(s))
+        inner.shards.contains(shard) && inner.synced.contains(shard)
     }
 
     /// A shard appeared in the endpoint slice.
@@ -96,8 +110,8 @@ impl UpstreamStore {
         write(&self.inner).shards.insert(shard.clone());
     }
 
-    /// A shard left the endpoint slice: forget its objects. Returns their keys. (Their copies
-    /// are *not* orphans until a complete view says so.)
+    /// A shard left the endpoint slice: forget its objects. Returns their keys. Their copies
+    /// are *not* orphans: nothing proves the objects gone (see [`crate::plan::Absence`]).
     pub fn remove_shard(&self, shard: &Arc<str>) -> Vec<UpstreamKey> {
         let mut inner = write(&self.inner);
         inner.shards.remove(shard);
@@ -114,14 +128,21 @@ impl UpstreamStore {
         keys
     }
 
-    /// A watch event added or changed an object.
+    /// A watch event (or the response to Ferry's own write) added or changed an object.
+    /// An older state of the same object than the one stored is ignored.
     pub fn apply(&self, shard: &Arc<str>, object: DynamicObject) -> Option<UpstreamKey> {
         let key = upstream_key(&object)?;
+        let mut inner = write(&self.inner);
+        if let Some(stored) = inner.objects.get(&key)
+            && is_older(&object, &stored.object)
+        {
+            return Some(key);
+        }
         let entry = Upstream {
             object: Arc::new(object),
             shard: shard.clone(),
         };
-        write(&self.inner).objects.insert(key.clone(), entry);
+        inner.objects.insert(key.clone(), entry);
         Some(key)
     }
 
@@ -253,10 +274,27 @@ impl DownstreamStore {
         read(&self.inner).synced.contains(target)
     }
 
-    /// A watch event added or changed a copy; returns its origin.
+    /// A watch event (or the response to Ferry's own write) added or changed a copy;
+    /// returns its origin. An older state of the same copy than the one stored is ignored.
     pub fn apply(&self, target: &str, object: DynamicObject) -> Option<UpstreamKey> {
         let at = copy_ref(target, &object);
-        write(&self.inner).insert(at, object)
+        let mut inner = write(&self.inner);
+        if let Some((stored, origin)) = inner.objects.get(&at)
+            && is_older(&object, stored)
+        {
+            return origin.clone();
+        }
+        inner.insert(at, object)
+    }
+
+    /// Every copy on `target` (for `ferry check`'s duplicate and orphan reports).
+    pub fn on_target(&self, target: &str) -> Vec<(CopyRef, Arc<DynamicObject>)> {
+        read(&self.inner)
+            .objects
+            .iter()
+            .filter(|(at, _)| at.target == target)
+            .map(|(at, (o, _))| (at.clone(), o.clone()))
+            .collect()
     }
 
     /// A watch event deleted a copy; returns its origin.
@@ -319,12 +357,46 @@ mod tests {
         let store = UpstreamStore::default();
         let shard: Arc<str> = Arc::from("https://shard");
         store.add_shard(&shard);
-        assert!(!store.complete(), "complete before the first list");
+        assert!(!store.listed(&shard), "listed before the first list");
         store.apply(&shard, upstream("ws", "demo", "gone"));
         let touched = store.replace_shard(&shard, vec![upstream("ws", "demo", "kept")]);
         assert_eq!(touched.len(), 2);
         assert!(store.get(&UpstreamKey::new("ws", "demo", "gone")).is_none());
-        assert!(store.complete());
+        assert!(store.listed(&shard));
+        store.remove_shard(&shard);
+        assert!(
+            !store.listed(&shard),
+            "a departed shard is not a complete view"
+        );
+    }
+
+    #[test]
+    fn an_older_state_of_an_object_never_replaces_a_newer_one() {
+        let store = UpstreamStore::default();
+        let shard: Arc<str> = Arc::from("https://shard");
+        let at = |rv: &str| {
+            let mut o = upstream("ws", "demo", "web");
+            o.metadata.uid = Some("u".into());
+            o.metadata.resource_version = Some(rv.into());
+            o
+        };
+        let key = store.apply(&shard, at("10")).expect("key");
+        store.apply(&shard, at("9"));
+        assert_eq!(
+            store
+                .get(&key)
+                .and_then(|u| u.object.metadata.resource_version.clone())
+                .as_deref(),
+            Some("10")
+        );
+        store.apply(&shard, at("11"));
+        assert_eq!(
+            store
+                .get(&key)
+                .and_then(|u| u.object.metadata.resource_version.clone())
+                .as_deref(),
+            Some("11")
+        );
     }
 
     #[test]

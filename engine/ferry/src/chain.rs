@@ -18,6 +18,7 @@ pub struct WasmChain {
 
 fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
     let kind = err.kind().as_str().to_string();
+    let transient = err.is_transient();
     // The whole cause chain: the plugin's own message is usually in a source.
     let mut message = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -33,6 +34,7 @@ fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
         hook,
         kind,
         message,
+        transient,
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`ferry plugin test|run|new`).
 
 mod chain;
+mod check;
 mod config;
 mod plugin;
 mod plugin_lookup;
@@ -32,6 +33,9 @@ enum Command {
     /// Show what Ferry would place where, and how each copy differs from what is live,
     /// without writing anything.
     Preview(preview::Args),
+    /// Audit both sides: report copies missing, orphaned, divergent or duplicated, stale
+    /// statuses and stuck finalizers. Read-only; exit code 0 when clean, 1 when not.
+    Check(check::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Plugin(args) => plugin::main(args),
         Command::Preview(args) => preview::main(args),
+        Command::Check(args) => match check::main(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ferry_sync::preview::{Action, ObjectPlan, preview};
+use ferry_sync::plan::{CopyAction, Placement, StatusPlan, UpstreamState};
+use ferry_sync::preview::{ObjectPlan, survey};
 
 use crate::{config, run};
 
@@ -23,34 +24,42 @@ pub struct Args {
     output: Output,
 }
 
+/// Output formats of `ferry preview` and `ferry check`.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Output {
+pub enum Output {
+    /// For people.
     Text,
+    /// For programs.
     Json,
 }
 
 pub fn main(args: Args) -> Result<()> {
+    let plans = plans(&args.config, args.workspace.as_deref())?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
+        Output::Text => print_text(&plans),
+    }
+    Ok(())
+}
+
+/// The engine's plan for every object (of one workspace), from a fresh list of both sides.
+pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<Vec<ObjectPlan>> {
     run::init_logging("warn");
-    let loaded = config::load(&args.config)?;
+    let loaded = config::load(config_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let settings = run::settings(&loaded).await?;
-        let cluster = match &args.workspace {
+        let cluster = match workspace {
             Some(workspace) if workspace.contains(':') => Some(
                 logical_cluster_of(&settings.kcp.config, workspace)
                     .await
                     .with_context(|| format!("resolving workspace {workspace}"))?,
             ),
-            other => other.clone(),
+            other => other.map(str::to_string),
         };
-        let plans = preview(settings, cluster.as_deref()).await?;
-        match args.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
-            Output::Text => print_text(&plans),
-        }
-        Ok(())
+        Ok(survey(settings, cluster.as_deref()).await?)
     })
 }
 
@@ -60,51 +69,77 @@ async fn logical_cluster_of(config: &kube::Config, path: &str) -> Result<String>
     Ok(ferry_sync::kcp::logical_cluster(&client).await?)
 }
 
+/// One word and a detail for a copy's action, as `preview` and `check` print it.
+pub fn describe(object: &ObjectPlan, copy: &ferry_sync::plan::CopyPlan) -> (&'static str, String) {
+    if let Some(refusal) = object
+        .refused
+        .iter()
+        .find(|r| r.target == copy.target && r.name == copy.name)
+    {
+        return ("refuse", format!(": {}", refusal.reason));
+    }
+    match &copy.action {
+        CopyAction::Create { .. } => ("create", String::new()),
+        CopyAction::Update { changes, .. } => {
+            ("update", format!(": {}", changes.fields().join(", ")))
+        }
+        CopyAction::Unchanged => ("unchanged", String::new()),
+        CopyAction::Delete { reason, .. } => ("delete", format!(" ({})", delete_reason(*reason))),
+        CopyAction::AwaitGone => ("terminating", " (waiting for it to go)".into()),
+        CopyAction::TargetUnreachable => ("unreachable", " (the target does not answer)".into()),
+        CopyAction::Failed { error } => ("error", format!(": {error}")),
+        CopyAction::Skip => ("skip", " (the transform leaves this target out)".into()),
+    }
+}
+
+fn delete_reason(reason: ferry_sync::plan::DeleteReason) -> &'static str {
+    use ferry_sync::plan::DeleteReason;
+    match reason {
+        DeleteReason::NotPlaced => "no longer placed here",
+        DeleteReason::Skipped => "the transform leaves this target out",
+        DeleteReason::Deleting => "the object is being deleted",
+        DeleteReason::Orphan => "the object is gone",
+        DeleteReason::Renamed => "the transform names the copy differently now",
+    }
+}
+
+/// The first line about an object.
+pub fn headline(object: &ObjectPlan) -> String {
+    let key = &object.plan.key;
+    let who = format!(
+        "{} {}|{}/{}",
+        object.resource, key.cluster, key.namespace, key.name
+    );
+    match (&object.plan.upstream, &object.plan.placement) {
+        (UpstreamState::Gone, _) => format!("{who}: gone upstream"),
+        (UpstreamState::Unknown(why), _) => format!("{who}: out of sight, copies kept ({why})"),
+        (UpstreamState::Deleting, _) => format!("{who}: being deleted"),
+        (_, Placement::Chosen(t)) if t.is_empty() => format!("{who}: placed nowhere"),
+        (_, Placement::Chosen(t)) => format!("{who}: placed on {}", t.join(", ")),
+        (_, Placement::Failed(err)) => format!("{who}: not synced: {err}"),
+        (_, Placement::NotApplicable) => who,
+    }
+}
+
 fn print_text(plans: &[ObjectPlan]) {
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-    for plan in plans {
-        let key = &plan.key;
-        match &plan.placement {
-            Ok(targets) if targets.is_empty() => {
-                println!(
-                    "{} {}|{}/{}: placed nowhere",
-                    plan.resource, key.cluster, key.namespace, key.name
-                )
-            }
-            Ok(targets) => println!(
-                "{} {}|{}/{}: placed on {}",
-                plan.resource,
-                key.cluster,
-                key.namespace,
-                key.name,
-                targets.join(", ")
-            ),
-            Err(err) => {
-                println!(
-                    "{} {}|{}/{}: not synced: {err}",
-                    plan.resource, key.cluster, key.namespace, key.name
-                );
-                *counts.entry("failing").or_default() += 1;
-            }
+    for object in plans {
+        println!("{}", headline(object));
+        if matches!(object.plan.placement, Placement::Failed(_)) {
+            *counts.entry("failing").or_default() += 1;
         }
-        for copy in &plan.copies {
-            let (word, detail) = match &copy.action {
-                Action::Create => ("create", String::new()),
-                Action::Update { fields } => ("update", format!(": {}", fields.join(", "))),
-                Action::Unchanged => ("unchanged", String::new()),
-                Action::Delete => ("delete", String::new()),
-                Action::Skip => (
-                    "skip",
-                    " (the transform leaves this target out)".to_string(),
-                ),
-                Action::Refuse { reason } => ("refuse", format!(": {reason}")),
-                Action::Error { message } => ("error", format!(": {message}")),
-            };
+        for copy in &object.plan.copies {
+            let (word, detail) = describe(object, copy);
             *counts.entry(word).or_default() += 1;
             println!(
                 "  {:<12} {}/{}  {word}{detail}",
                 copy.target, copy.namespace, copy.name
             );
+        }
+        match &object.plan.status {
+            StatusPlan::Write { .. } => println!("  status       would be written"),
+            StatusPlan::Failed { error } => println!("  status       error: {error}"),
+            StatusPlan::None | StatusPlan::Unchanged => {}
         }
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();

@@ -135,20 +135,20 @@ pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
         let chain = WasmChain {
             placement: load_plugin(
                 &runtime,
-                &loaded,
+                loaded,
                 &format!("{key}.placement"),
                 &resource.placement,
             )?,
             transform: load_plugin(
                 &runtime,
-                &loaded,
+                loaded,
                 &format!("{key}.transform"),
                 &resource.transform,
             )?,
             status: match &resource.status {
                 Some(reference) => Some(load_plugin(
                     &runtime,
-                    &loaded,
+                    loaded,
                     &format!("{key}.status"),
                     reference,
                 )?),

@@ -1,0 +1,566 @@
+//! The planner: everything Ferry should do for one upstream object, computed from a
+//! [`Snapshot`] of what exists, through the plugin chain, without a single API call.
+//!
+//! The executor ([`crate::reconcile`]) carries a [`Plan`] out; `ferry preview` and
+//! `ferry check` print one. Because all three use this one function, what Ferry says it would
+//! do and what it does can never drift apart, and every branch of the decision is a unit
+//! test with a fake plugin chain (below).
+//!
+//! The rules, in order of precedence:
+//! - **Gone upstream** (absent from the store): copies are orphans and go, but only when the
+//!   absence is proven ([`Absence::Gone`]: the object's workspace is bound on a shard whose
+//!   list is complete). Otherwise they are kept: a shard that left the endpoint slice, a
+//!   watch not listed yet, or an unknown workspace is never a reason to delete.
+//! - **Being deleted**: every copy goes; a copy already terminating is waited for, never
+//!   deleted again; the finalizer is released only when no copy is left on any target and
+//!   every target has been listed and is reachable (the executor then confirms absence by
+//!   name on every target before it releases).
+//! - **Live**: finalizer first; placement; per placed target the transform's output is
+//!   compared with the copy ([`crate::desired::compare`]); copies on targets no longer placed,
+//!   or left out by the transform, go. A failing plugin or an unreachable target never
+//!   deletes anything: the copy there is kept and its last known state counts for status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ferry_core::identity::{FINALIZER, UpstreamKey};
+use ferry_core::{Downstream, ObjectContext, Target};
+use kube::api::DynamicObject;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::desired::{Changes, compare, digest, prepare};
+use crate::plugins::{HookError, PluginChain};
+use crate::store::CopyRef;
+
+/// Whether an upstream object that is absent from the store is known to be gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Absence {
+    /// Its workspace is bound on a shard whose list is complete: it is really gone.
+    Gone,
+    /// Not provable (why, for logs and `ferry check`): its copies are kept.
+    Unknown(String),
+}
+
+/// A target as the planner sees it.
+#[derive(Clone, Debug)]
+pub struct TargetView {
+    /// Name and labels (what plugins see).
+    pub target: Target,
+    /// Whether the watch of Ferry's copies there has completed its first list, so that
+    /// "no copy in the store" means "no copy".
+    pub listed: bool,
+    /// Whether the target answers; work for an unreachable target waits for it on its own
+    /// schedule and never holds up the others.
+    pub reachable: bool,
+}
+
+/// What Ferry last wrote as the upstream status, and what kcp stored of it (kcp prunes
+/// fields the schema does not know and normalises values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusMemo {
+    /// UID of the upstream object it was written to.
+    pub uid: String,
+    /// Digest of the aggregated status Ferry sent.
+    pub sent: String,
+    /// The status as kcp returned it.
+    pub stored: Value,
+}
+
+/// Everything the planner looks at for one upstream object.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The object's identity.
+    pub key: UpstreamKey,
+    /// The object, if the store has it (with apiVersion and kind set).
+    pub upstream: Option<Arc<DynamicObject>>,
+    /// When `upstream` is `None`: whether that means it is gone.
+    pub absence: Absence,
+    /// Every copy the stores record for this object, on any target.
+    pub copies: Vec<(CopyRef, Arc<DynamicObject>)>,
+    /// The configured targets, in configuration order.
+    pub targets: Vec<TargetView>,
+    /// The last status write for this object, if any.
+    pub last_status: Option<StatusMemo>,
+}
+
+/// Facts about the installation the planner needs.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanContext<'a> {
+    /// This installation's owner id.
+    pub owner: &'a str,
+    /// The upstream workspace path, if known.
+    pub workspace_path: Option<&'a str>,
+}
+
+/// What happens to the upstream object itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
+pub enum UpstreamState {
+    /// Exists and is not being deleted.
+    Live,
+    /// Has a deletion timestamp.
+    Deleting,
+    /// Proven gone: its copies are orphans.
+    Gone,
+    /// Absent, but not provably gone: its copies are kept.
+    Unknown(String),
+}
+
+/// Ferry's finalizer on the upstream object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "reason")]
+pub enum FinalizerPlan {
+    /// Nothing to do.
+    Keep,
+    /// Add it (before any copy is written, so no copy can outlive the object).
+    Add,
+    /// Every copy is gone: release it (after confirming absence on every target).
+    Release,
+    /// Deletion in progress: keep it until the reason is resolved.
+    Hold(String),
+}
+
+/// The placement decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "result", content = "value")]
+pub enum Placement {
+    /// Not asked (the object is not live).
+    NotApplicable,
+    /// The targets chosen.
+    Chosen(Vec<String>),
+    /// The placement plugin failed: nothing is created or deleted for this object.
+    Failed(HookError),
+}
+
+/// Why a copy is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteReason {
+    /// Its target is no longer chosen.
+    NotPlaced,
+    /// The transform leaves this target out.
+    Skipped,
+    /// The upstream object is being deleted.
+    Deleting,
+    /// The upstream object is gone.
+    Orphan,
+    /// The transform now names the copy differently; this one is left over.
+    Renamed,
+}
+
+/// What happens to one copy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum CopyAction {
+    /// No copy (in Ferry's view): create it, refusing to take over anything already there.
+    Create {
+        /// The body to apply.
+        #[serde(skip)]
+        body: Value,
+    },
+    /// The copy differs: apply, pinned to the copy's UID.
+    Update {
+        /// The body to apply.
+        #[serde(skip)]
+        body: Value,
+        /// UID of the live copy.
+        #[serde(skip)]
+        live_uid: String,
+        /// How it differs.
+        changes: Changes,
+    },
+    /// Already as desired: no request.
+    Unchanged,
+    /// Delete it (UID precondition).
+    Delete {
+        /// UID of the copy.
+        #[serde(skip)]
+        uid: String,
+        /// Why.
+        reason: DeleteReason,
+    },
+    /// Terminating (another finalizer holds it): wait, never delete again.
+    AwaitGone,
+    /// The target does not answer: nothing is done there until it does.
+    TargetUnreachable,
+    /// The transform failed for this target: the copy there is kept as it is.
+    Failed {
+        /// The plugin's error.
+        error: HookError,
+    },
+    /// The transform leaves this target out and there is no copy.
+    Skip,
+}
+
+/// One copy's plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CopyPlan {
+    /// Target name.
+    pub target: String,
+    /// Downstream namespace.
+    pub namespace: String,
+    /// Downstream name.
+    pub name: String,
+    /// What happens.
+    #[serde(flatten)]
+    pub action: CopyAction,
+}
+
+impl CopyPlan {
+    /// Where the copy is.
+    pub fn at(&self) -> CopyRef {
+        CopyRef {
+            target: self.target.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The upstream status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum StatusPlan {
+    /// Nothing to write (not live, no status plugin, or it returned nothing).
+    None,
+    /// Already as aggregated.
+    Unchanged,
+    /// Write this status (pinned to the object's UID).
+    Write {
+        /// The aggregated status.
+        value: Value,
+    },
+    /// The status plugin failed.
+    Failed {
+        /// The plugin's error.
+        error: HookError,
+    },
+}
+
+/// Everything Ferry should do for one upstream object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// The object.
+    pub key: UpstreamKey,
+    /// Its state.
+    pub upstream: UpstreamState,
+    /// The finalizer.
+    pub finalizer: FinalizerPlan,
+    /// Placement.
+    pub placement: Placement,
+    /// Per copy.
+    pub copies: Vec<CopyPlan>,
+    /// The upstream status.
+    pub status: StatusPlan,
+}
+
+impl Plan {
+    /// Whether carrying it out would send any mutating request.
+    pub fn writes(&self) -> bool {
+        matches!(self.finalizer, FinalizerPlan::Add | FinalizerPlan::Release)
+            || matches!(self.status, StatusPlan::Write { .. })
+            || self.copies.iter().any(|c| {
+                matches!(
+                    c.action,
+                    CopyAction::Create { .. }
+                        | CopyAction::Update { .. }
+                        | CopyAction::Delete { .. }
+                )
+            })
+    }
+
+    /// The plugin errors in it (reported on the object).
+    pub fn plugin_errors(&self) -> Vec<&HookError> {
+        let mut out = Vec::new();
+        if let Placement::Failed(error) = &self.placement {
+            out.push(error);
+        }
+        for copy in &self.copies {
+            if let CopyAction::Failed { error } = &copy.action {
+                out.push(error);
+            }
+        }
+        if let StatusPlan::Failed { error } = &self.status {
+            out.push(error);
+        }
+        out
+    }
+}
+
+/// The object context plugins see.
+pub fn object_context(key: &UpstreamKey, workspace_path: Option<&str>) -> ObjectContext {
+    ObjectContext {
+        logical_cluster: key.cluster.clone(),
+        workspace_path: workspace_path.map(str::to_string),
+        namespace: key.namespace.clone(),
+        downstream_namespace: key.downstream_namespace(),
+    }
+}
+
+/// Plans one object. Pure apart from the plugin calls (which are deterministic).
+pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>) -> Plan {
+    let key = &snapshot.key;
+    let mut plan = Plan {
+        key: key.clone(),
+        upstream: UpstreamState::Live,
+        finalizer: FinalizerPlan::Keep,
+        placement: Placement::NotApplicable,
+        copies: Vec::new(),
+        status: StatusPlan::None,
+    };
+    let targets: BTreeMap<&str, &TargetView> = snapshot
+        .targets
+        .iter()
+        .map(|t| (t.target.name.as_str(), t))
+        .collect();
+    let Some(object) = &snapshot.upstream else {
+        match &snapshot.absence {
+            Absence::Gone => {
+                plan.upstream = UpstreamState::Gone;
+                plan.copies = remove_all(snapshot, &targets, DeleteReason::Orphan);
+            }
+            Absence::Unknown(why) => plan.upstream = UpstreamState::Unknown(why.clone()),
+        }
+        return plan;
+    };
+    let has_finalizer = object
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER);
+    if object.metadata.deletion_timestamp.is_some() {
+        plan.upstream = UpstreamState::Deleting;
+        plan.copies = remove_all(snapshot, &targets, DeleteReason::Deleting);
+        if has_finalizer {
+            plan.finalizer = release_or_hold(snapshot, &plan.copies);
+        }
+        return plan;
+    }
+    if !has_finalizer {
+        plan.finalizer = FinalizerPlan::Add;
+    }
+
+    let value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
+    let context = object_context(key, cx.workspace_path);
+    let all: Vec<Target> = snapshot.targets.iter().map(|t| t.target.clone()).collect();
+    let chosen: BTreeSet<String> = match plugins.place(&context, &value, &all) {
+        Ok(chosen) => chosen.into_iter().collect(),
+        Err(error) => {
+            // Keep everything as it is: a broken plugin must not delete copies.
+            plan.placement = Placement::Failed(error);
+            return plan;
+        }
+    };
+    plan.placement = Placement::Chosen(chosen.iter().cloned().collect());
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    let namespace = context.downstream_namespace.clone();
+    let mut downstream = Vec::new();
+    for view in &snapshot.targets {
+        let name = view.target.name.as_str();
+        let here: Vec<&(CopyRef, Arc<DynamicObject>)> = snapshot
+            .copies
+            .iter()
+            .filter(|(at, _)| at.target == name)
+            .collect();
+        if !chosen.contains(name) {
+            plan.copies.extend(
+                here.iter()
+                    .map(|(at, copy)| removal(at, copy, view, DeleteReason::NotPlaced)),
+            );
+            continue;
+        }
+        let copy_plan = |name: &str, action| CopyPlan {
+            target: view.target.name.clone(),
+            namespace: namespace.clone(),
+            name: name.to_string(),
+            action,
+        };
+        let last_known = |name: &str| {
+            here.iter()
+                .find(|(at, _)| at.name == name)
+                .and_then(|(_, copy)| serde_json::to_value(copy.as_ref()).ok())
+        };
+        if !view.reachable {
+            plan.copies
+                .push(copy_plan(&key.name, CopyAction::TargetUnreachable));
+            downstream.push(Downstream {
+                target: view.target.clone(),
+                object: last_known(&key.name),
+            });
+            continue;
+        }
+        let mut desired = match plugins.transform(&context, &value, &view.target) {
+            Ok(Some(desired)) => desired,
+            Ok(None) => {
+                if here.is_empty() {
+                    plan.copies.push(copy_plan(&key.name, CopyAction::Skip));
+                }
+                plan.copies.extend(
+                    here.iter()
+                        .map(|(at, copy)| removal(at, copy, view, DeleteReason::Skipped)),
+                );
+                continue;
+            }
+            Err(error) => {
+                plan.copies
+                    .push(copy_plan(&key.name, CopyAction::Failed { error }));
+                downstream.push(Downstream {
+                    target: view.target.clone(),
+                    object: last_known(&key.name),
+                });
+                continue;
+            }
+        };
+        prepare(
+            &mut desired,
+            key,
+            &uid,
+            cx.owner,
+            &namespace,
+            cx.workspace_path,
+        );
+        let copy_name = desired
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(&key.name)
+            .to_string();
+        let live = here.iter().find(|(at, _)| at.name == copy_name);
+        let action = match live {
+            None => CopyAction::Create { body: desired },
+            Some((_, copy)) if copy.metadata.deletion_timestamp.is_some() => CopyAction::AwaitGone,
+            Some((_, copy)) => {
+                let live_value = serde_json::to_value(copy.as_ref()).unwrap_or(Value::Null);
+                let changes = compare(&desired, &live_value);
+                if changes.any() {
+                    CopyAction::Update {
+                        body: desired,
+                        live_uid: copy.metadata.uid.clone().unwrap_or_default(),
+                        changes,
+                    }
+                } else {
+                    CopyAction::Unchanged
+                }
+            }
+        };
+        plan.copies.push(copy_plan(&copy_name, action));
+        downstream.push(Downstream {
+            target: view.target.clone(),
+            object: last_known(&copy_name),
+        });
+        plan.copies.extend(
+            here.iter()
+                .filter(|(at, _)| at.name != copy_name)
+                .map(|(at, copy)| removal(at, copy, view, DeleteReason::Renamed)),
+        );
+    }
+    plan.status = match plugins.aggregate_status(&context, &value, &downstream) {
+        Ok(None) => StatusPlan::None,
+        Ok(Some(status)) => status_plan(object, &uid, status, snapshot.last_status.as_ref()),
+        Err(error) => StatusPlan::Failed { error },
+    };
+    plan
+}
+
+fn status_plan(
+    object: &DynamicObject,
+    uid: &str,
+    status: Value,
+    memo: Option<&StatusMemo>,
+) -> StatusPlan {
+    let current = object.data.get("status").unwrap_or(&Value::Null);
+    if json_eq(current, &status) {
+        return StatusPlan::Unchanged;
+    }
+    // kcp may store less than Ferry sent (pruned unknown fields, normalised values): if
+    // what is there is exactly what kcp made of this very status, writing it again would
+    // change nothing and repeat forever.
+    if let Some(memo) = memo
+        && memo.uid == uid
+        && memo.sent == digest(&status)
+        && json_eq(&memo.stored, current)
+    {
+        return StatusPlan::Unchanged;
+    }
+    StatusPlan::Write { value: status }
+}
+
+/// Equality of JSON values with numbers compared by value (`1` equals `1.0`).
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_eq(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+fn removal(
+    at: &CopyRef,
+    copy: &DynamicObject,
+    view: &TargetView,
+    reason: DeleteReason,
+) -> CopyPlan {
+    let action = if !view.reachable {
+        CopyAction::TargetUnreachable
+    } else if copy.metadata.deletion_timestamp.is_some() {
+        CopyAction::AwaitGone
+    } else {
+        CopyAction::Delete {
+            uid: copy.metadata.uid.clone().unwrap_or_default(),
+            reason,
+        }
+    };
+    CopyPlan {
+        target: at.target.clone(),
+        namespace: at.namespace.clone(),
+        name: at.name.clone(),
+        action,
+    }
+}
+
+fn remove_all(
+    snapshot: &Snapshot,
+    targets: &BTreeMap<&str, &TargetView>,
+    reason: DeleteReason,
+) -> Vec<CopyPlan> {
+    // Copies are only ever seen on configured targets (those are the ones watched).
+    snapshot
+        .copies
+        .iter()
+        .filter_map(|(at, copy)| {
+            let view = targets.get(at.target.as_str())?;
+            Some(removal(at, copy, view, reason))
+        })
+        .collect()
+}
+
+fn release_or_hold(snapshot: &Snapshot, copies: &[CopyPlan]) -> FinalizerPlan {
+    if !copies.is_empty() {
+        let waiting = copies.len();
+        return FinalizerPlan::Hold(format!(
+            "waiting for {waiting} cop{} to be deleted",
+            if waiting == 1 { "y" } else { "ies" }
+        ));
+    }
+    if let Some(view) = snapshot.targets.iter().find(|t| !t.reachable) {
+        return FinalizerPlan::Hold(format!("target {} does not answer", view.target.name));
+    }
+    if let Some(view) = snapshot.targets.iter().find(|t| !t.listed) {
+        return FinalizerPlan::Hold(format!(
+            "waiting for the first list of copies on {}",
+            view.target.name
+        ));
+    }
+    FinalizerPlan::Release
+}
+
+#[cfg(test)]
+mod tests;
