@@ -276,6 +276,40 @@ impl Ferry {
             .sum())
     }
 
+    /// Runs `ferry check` with this configuration: the audit of both sides that tests use
+    /// as their oracle. Returns whether it was clean, and its output.
+    pub fn check(&self) -> Result<(bool, String)> {
+        let output = Command::new(ferry_bin()?)
+            .args(["check", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .context("running ferry check")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        match output.status.code() {
+            Some(0) => Ok((true, text)),
+            Some(1) => Ok((false, text)),
+            other => bail!("ferry check failed ({other:?}):\n{text}"),
+        }
+    }
+
+    /// Waits until `ferry check` reports no problem (it may take a moment to converge).
+    pub async fn wait_clean(&self, timeout: Duration) -> Result<String> {
+        eventually("ferry check to report no problem", timeout, || async {
+            let (clean, text) = self.check()?;
+            if clean {
+                Ok(Some(text))
+            } else {
+                bail!("{text}")
+            }
+        })
+        .await
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("ferry.log")
     }

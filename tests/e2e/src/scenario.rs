@@ -122,6 +122,35 @@ impl Scenario {
         Ok(())
     }
 
+    /// Like [`Scenario::apply_deployment`] with 1 replica, after `change` edits the manifest
+    /// (the tenant's apply owns exactly what it sends, so a field left out is removed).
+    pub async fn apply_deployment_with(
+        &self,
+        i: usize,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<()> {
+        let manifest = crate::kcp::example("tenant/deployment.yaml")?;
+        let mut object: Value = serde_yaml::from_str(
+            manifest
+                .split("---")
+                .nth(1)
+                .context("example has two documents")?,
+        )?;
+        object["metadata"]["name"] = name.into();
+        object["spec"]["replicas"] = 1.into();
+        change(&mut object);
+        self.tenant_deployments(i)?
+            .patch(
+                name,
+                &PatchParams::apply("e2e-tenant").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .with_context(|| format!("applying deployment {name} in tenant {i}"))?;
+        Ok(())
+    }
+
     /// Waits until `check` holds for the copy of `name` on `cluster` (`None` = absent).
     pub async fn wait_copy(
         &mut self,
