@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use ferry_sync::settings::defaults;
 use serde::Deserialize;
 
 use crate::plugin_lookup;
@@ -236,11 +237,31 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             &format!("{key}.kubeconfig"),
             &target.kubeconfig,
         );
-        if target.max_in_flight == Some(0) {
-            problems.push((format!("{key}.maxInFlight"), "must be at least 1".into()));
+        if let Some(n) = target.max_in_flight {
+            check_range(
+                &mut problems,
+                &format!("{key}.maxInFlight"),
+                n,
+                limits::MAX_IN_FLIGHT,
+                &format!(
+                    "mutating requests in flight at once on this target (default {})",
+                    defaults::MAX_IN_FLIGHT
+                ),
+            );
         }
-        if target.writes_per_second.is_some_and(|r| !(r > 0.0)) {
-            problems.push((format!("{key}.writesPerSecond"), "must be positive".into()));
+        if let Some(rate) = target.writes_per_second {
+            // NaN and the infinities are not finite (`.nan`, `.inf` in YAML).
+            if !rate.is_finite() || rate < limits::MIN_WRITES_PER_SECOND {
+                problems.push((
+                    format!("{key}.writesPerSecond"),
+                    format!(
+                        "must be a finite number of at least {}, not {rate}: sustained mutating \
+                         requests per second on this target (default {})",
+                        limits::MIN_WRITES_PER_SECOND,
+                        defaults::WRITES_PER_SECOND
+                    ),
+                ));
+            }
         }
     }
     if config.resources.is_empty() {
@@ -282,6 +303,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             }
         }
     }
+    check_engine(&mut problems, &config.engine);
     if problems.is_empty() {
         Ok(Loaded {
             config,
@@ -292,6 +314,89 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             file: file.to_path_buf(),
             problems,
         })
+    }
+}
+
+/// Ranges of the numeric settings. The lower bounds keep the engine working at all (a zero
+/// resync period panics tokio's interval, a zero target timeout syncs nothing); the upper
+/// bounds are far beyond any useful value and keep the engine from panicking at start-up or
+/// on its first tick (tokio's semaphore takes at most `usize::MAX >> 3` permits, an instant
+/// plus a period of `u64::MAX` seconds overflows, a rate under ~5e-20 has no representable
+/// interval) or from spawning a runaway number of tasks.
+mod limits {
+    /// `engine.workers`.
+    pub const WORKERS: (usize, usize) = (1, 1024);
+    /// `engine.resyncSeconds`: one second to one year.
+    pub const RESYNC_SECONDS: (u64, u64) = (1, 365 * 24 * 3600);
+    /// Below this, a resync period works but reconciles every object that often.
+    pub const RECOMMENDED_MIN_RESYNC_SECONDS: u64 = 60;
+    /// `engine.targetTimeoutSeconds`: one second to one day.
+    pub const TARGET_TIMEOUT_SECONDS: (u64, u64) = (1, 24 * 3600);
+    /// `targets[].maxInFlight`. An API server admits 200 mutating requests at once from all
+    /// its clients together by default (`--max-mutating-requests-inflight`), so far fewer
+    /// than this already saturate it.
+    pub const MAX_IN_FLIGHT: (usize, usize) = (1, 10_000);
+    /// `targets[].writesPerSecond`: at least one write every 1000 s.
+    pub const MIN_WRITES_PER_SECOND: f64 = 0.001;
+}
+
+/// `engine:` settings that the engine cannot run with.
+fn check_engine(problems: &mut Vec<(String, String)>, engine: &EngineConfig) {
+    if let Some(n) = engine.workers {
+        check_range(
+            problems,
+            "engine.workers",
+            n,
+            limits::WORKERS,
+            &format!(
+                "reconciles of one resource running at once (default {})",
+                defaults::WORKERS
+            ),
+        );
+    }
+    if let Some(n) = engine.resync_seconds {
+        check_range(
+            problems,
+            "engine.resyncSeconds",
+            n,
+            limits::RESYNC_SECONDS,
+            &format!(
+                "seconds between two reconciles of every object (default {}; at least {} is \
+                 recommended, since each resync reconciles every object)",
+                defaults::RESYNC.as_secs(),
+                limits::RECOMMENDED_MIN_RESYNC_SECONDS
+            ),
+        );
+    }
+    if let Some(n) = engine.target_timeout_seconds {
+        check_range(
+            problems,
+            "engine.targetTimeoutSeconds",
+            n,
+            limits::TARGET_TIMEOUT_SECONDS,
+            &format!(
+                "seconds one target's part of a reconcile may take before it is given up and \
+                 retried (default {})",
+                defaults::TARGET_TIMEOUT.as_secs()
+            ),
+        );
+    }
+}
+
+/// Reports `value` under `key` unless `min <= value <= max`; `meaning` says what the
+/// setting is, so the message stands on its own.
+fn check_range<T: PartialOrd + fmt::Display>(
+    problems: &mut Vec<(String, String)>,
+    key: &str,
+    value: T,
+    (min, max): (T, T),
+    meaning: &str,
+) {
+    if value < min || value > max {
+        problems.push((
+            key.to_string(),
+            format!("must be from {min} to {max}, not {value}: {meaning}"),
+        ));
     }
 }
 
@@ -383,6 +488,147 @@ plugins: {dir: plugins}
             shown.contains("targets[0]") && shown.contains("lables"),
             "{shown}"
         );
+    }
+
+    /// `VALID` with `target` appended to the target's flow mapping and `engine` as the
+    /// `engine:` section, loaded from a fresh directory.
+    fn load_with(name: &str, target: &str, engine: &str) -> Result<Loaded, ConfigError> {
+        let dir = temp_dir(name);
+        let mut text = VALID.replace(
+            "labels: {region: eu}",
+            &format!("labels: {{region: eu}}{target}"),
+        );
+        text.push_str(&format!("engine: {{{engine}}}\n"));
+        load(&write(&dir, "ferry.yaml", &text))
+    }
+
+    /// The problems of [`load_with`], which must fail.
+    fn problems_with(name: &str, target: &str, engine: &str) -> Vec<(String, String)> {
+        load_with(name, target, engine)
+            .expect_err("out-of-range settings must be refused")
+            .problems
+    }
+
+    /// The one problem reported, which must be under `key`.
+    fn only_problem(problems: &[(String, String)], key: &str) -> String {
+        match problems {
+            [(k, problem)] if k == key => problem.clone(),
+            _ => panic!("expected one problem under {key}, got {problems:?}"),
+        }
+    }
+
+    #[test]
+    fn a_resync_period_of_zero_is_refused_with_its_key_and_the_recommended_minimum() {
+        let problems = problems_with("resync-zero", "", "resyncSeconds: 0");
+        let problem = only_problem(&problems, "engine.resyncSeconds");
+        assert!(problem.contains("must be from 1 to"), "{problem}");
+        assert!(problem.contains("not 0"), "{problem}");
+        assert!(problem.contains("at least 60 is recommended"), "{problem}");
+    }
+
+    #[test]
+    fn a_resync_period_too_long_for_a_timer_is_refused() {
+        let problems = problems_with("resync-huge", "", "resyncSeconds: 18446744073709551615");
+        let problem = only_problem(&problems, "engine.resyncSeconds");
+        assert!(problem.contains("not 18446744073709551615"), "{problem}");
+    }
+
+    #[test]
+    fn a_target_timeout_of_zero_is_refused_with_its_key() {
+        let problems = problems_with("timeout-zero", "", "targetTimeoutSeconds: 0");
+        let problem = only_problem(&problems, "engine.targetTimeoutSeconds");
+        assert!(
+            problem.contains("must be from 1 to 86400, not 0"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn zero_workers_are_refused_with_their_key() {
+        let problems = problems_with("workers-zero", "", "workers: 0");
+        let problem = only_problem(&problems, "engine.workers");
+        assert!(
+            problem.contains("must be from 1 to 1024, not 0"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_runaway_number_of_workers_is_refused() {
+        let problems = problems_with("workers-huge", "", "workers: 1000000");
+        only_problem(&problems, "engine.workers");
+    }
+
+    #[test]
+    fn a_max_in_flight_of_zero_is_refused_with_the_targets_key() {
+        let problems = problems_with("in-flight-zero", ", maxInFlight: 0", "");
+        let problem = only_problem(&problems, "targets[0].maxInFlight");
+        assert!(
+            problem.contains("must be from 1 to 10000, not 0"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_max_in_flight_beyond_what_a_semaphore_holds_is_refused() {
+        let problems = problems_with("in-flight-huge", ", maxInFlight: 18446744073709551615", "");
+        only_problem(&problems, "targets[0].maxInFlight");
+    }
+
+    #[test]
+    fn a_write_rate_that_is_not_a_positive_finite_number_is_refused_with_the_targets_key() {
+        for (i, rate) in ["0", "-1", ".nan", ".inf", "1e-30"].into_iter().enumerate() {
+            let problems = problems_with(
+                &format!("rate-{i}"),
+                &format!(", writesPerSecond: {rate}"),
+                "",
+            );
+            let problem = only_problem(&problems, "targets[0].writesPerSecond");
+            assert!(
+                problem.contains("must be a finite number of at least 0.001"),
+                "{rate}: {problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_engine_setting_is_reported_at_once_with_the_others() {
+        let problems = problems_with(
+            "engine-many",
+            ", maxInFlight: 0, writesPerSecond: 0",
+            "workers: 0, resyncSeconds: 0, targetTimeoutSeconds: 0",
+        );
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "targets[0].maxInFlight",
+                "targets[0].writesPerSecond",
+                "engine.workers",
+                "engine.resyncSeconds",
+                "engine.targetTimeoutSeconds",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_bounds_of_every_range_are_accepted() {
+        for (i, (target, engine)) in [
+            (
+                ", maxInFlight: 1, writesPerSecond: 0.001",
+                "workers: 1, resyncSeconds: 1, targetTimeoutSeconds: 1",
+            ),
+            (
+                ", maxInFlight: 10000, writesPerSecond: 1e300",
+                "workers: 1024, resyncSeconds: 31536000, targetTimeoutSeconds: 86400",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let loaded = load_with(&format!("bounds-{i}"), target, engine);
+            assert!(loaded.is_ok(), "{target} {engine}: {:?}", loaded.err());
+        }
     }
 
     #[test]
