@@ -32,8 +32,10 @@ enum Command {
     Plugins(plugins::Args),
     /// Run a benchmark and print its table (`cargo xtask bench plugins`).
     Bench(bench::Args),
-    /// Bring the environment up if needed, run every test, bring it down again.
+    /// Lint, bring the environment up if needed, run every test, bring it down again.
     Test(test::Args),
+    /// Check formatting and run clippy (warnings are errors) on the host and plugins workspaces.
+    Lint,
     /// Quick start: environment up, then a short tour of what Ferry builds on.
     Demo,
     /// Regenerate the APIResourceSchemas in examples/provider from Kubernetes' OpenAPI.
@@ -57,6 +59,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(args) => plugins::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
+        Command::Lint => test::lint(),
         Command::Demo => test::demo(),
         Command::GenSchemas => schemas::run(),
     }

@@ -1,5 +1,6 @@
-//! `cargo xtask test` and `cargo xtask demo`.
+//! `cargo xtask test`, `cargo xtask lint` and `cargo xtask demo`.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -12,14 +13,24 @@ pub struct Args {
     /// Leave the environment running afterwards (it is stopped by default if this run started it).
     #[arg(long)]
     keep_env: bool,
+    /// Skip the lint steps (`cargo xtask lint`: formatting and clippy) for quick local
+    /// iterations. CI never skips them.
+    #[arg(long)]
+    no_lint: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     cargo_args: Vec<String>,
 }
 
-/// Builds the plugins, brings the environment up if needed, runs every test of the workspace, and brings the
-/// environment down again if this run started it (also when tests fail).
+/// Lints both workspaces, builds the plugins, brings the environment up if needed, runs every
+/// test of the workspace, and brings the environment down again if this run started it (also
+/// when tests fail).
 pub fn run(args: Args) -> Result<()> {
+    // Lints first: a formatting or clippy failure then costs seconds to minutes, not a plugin
+    // build, an environment and a full test run.
+    if !args.no_lint {
+        lint()?;
+    }
     // Components first: the runtime's tests and golden cases load them.
     crate::plugins::run(crate::plugins::Args::with_guest_tests())?;
     let was_running = env_running();
@@ -29,6 +40,92 @@ pub fn run(args: Args) -> Result<()> {
         env::down()?;
     }
     result
+}
+
+/// A cargo workspace to lint.
+struct Workspace {
+    name: &'static str,
+    dir: PathBuf,
+    /// Its own target directory, if it must not share the host's.
+    target_dir: Option<PathBuf>,
+}
+
+impl Workspace {
+    /// Runs `cargo <args>` in the workspace; whether it succeeded.
+    fn cargo(&self, args: &[&str]) -> Result<bool> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("==> cargo {} ({})", args.join(" "), self.name);
+        let mut command = Command::new(cargo);
+        command.current_dir(&self.dir).args(args);
+        if let Some(dir) = &self.target_dir {
+            command.env("CARGO_TARGET_DIR", dir);
+        }
+        let status = command
+            .status()
+            .with_context(|| format!("running cargo {}", args.join(" ")))?;
+        Ok(status.success())
+    }
+}
+
+/// `cargo xtask lint`: `cargo fmt --check` and `cargo clippy -D warnings` on the host workspace
+/// and on the plugins workspace (`plugins/`, whose members include `tests/plugins/*` and
+/// `examples/custom-placement`). Formatting is checked first and stops the run on its own: it
+/// takes seconds and `cargo fmt --all` fixes it. Both clippy runs always run, so one run lists
+/// every warning.
+pub fn lint() -> Result<()> {
+    let root = paths::repo_root();
+    let host = Workspace {
+        name: "host workspace",
+        dir: root.clone(),
+        target_dir: None,
+    };
+    // The guests are linted natively, for the host target, with the project's toolchain: they
+    // are plain Rust plus wit-bindgen glue that compiles on any target (their unit tests run
+    // natively too, see `cargo xtask plugins --test`), and no code is behind a wasm32 `cfg`,
+    // so a native clippy sees all of it. The Wasm build routes cannot do better: rustup's
+    // wasm32-wasip2 target is not installable on CI's machines, and the Debian route's
+    // toolchain (Rust 1.96, `-Zbuild-std`) would need its own clippy package, rebuild std,
+    // and lint with another clippy than the host workspace's. Same target directory as the
+    // guests' native unit tests; never the host's (see `plugins.rs`).
+    let guests = Workspace {
+        name: "plugins workspace",
+        dir: root.join("plugins"),
+        target_dir: Some(paths::cache_dir().join("plugins-host-target")),
+    };
+    let workspaces = [&host, &guests];
+
+    let mut failed = Vec::new();
+    for workspace in workspaces {
+        if !workspace.cargo(&["fmt", "--all", "--", "--check"])? {
+            failed.push(workspace.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "formatting differs in the {} (`cargo fmt --all` in the repository and in plugins/ \
+             fixes it)",
+            failed.join(" and the ")
+        );
+    }
+    for workspace in workspaces {
+        let clippy = [
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            // Past a crate with warnings, so that one run lists them all.
+            "--keep-going",
+            "--",
+            "-D",
+            "warnings",
+        ];
+        if !workspace.cargo(&clippy)? {
+            failed.push(workspace.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("clippy found problems in the {}", failed.join(" and the "));
+    }
+    Ok(())
 }
 
 fn env_running() -> bool {

@@ -63,7 +63,12 @@ impl Plugin for CustomPlacement {
 
         let regions: Option<Vec<&str>> = annotation(REGION)
             .or(config.default_region.as_deref())
-            .map(|r| r.split(',').map(str::trim).filter(|r| !r.is_empty()).collect());
+            .map(|r| {
+                r.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            });
         let copies = match annotation(COPIES) {
             Some(text) => match text.trim().parse::<usize>() {
                 Ok(n) if n > 0 => n,
