@@ -263,9 +263,14 @@ fn list_entry<'a>(
 ) -> Option<&'a Map<String, Value>> {
     owned.iter().find_map(|(entry, node)| {
         let matches = if let Some(keys) = entry.strip_prefix("k:") {
+            // A key field the item leaves out was defaulted by the server (a port's
+            // `protocol: TCP`): it cannot tell items apart, the fields that are there must.
             serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|keys| {
-                keys.iter()
-                    .all(|(k, v)| item.get(k).is_some_and(|i| same(i, v)))
+                let present: Vec<_> = keys
+                    .iter()
+                    .filter_map(|(k, v)| Some((item.get(k)?, v)))
+                    .collect();
+                !present.is_empty() && present.iter().all(|(i, v)| same(i, v))
             })
         } else if let Some(value) = entry.strip_prefix("v:") {
             serde_json::from_str::<Value>(value).is_ok_and(|v| same(item, &v))
@@ -285,11 +290,23 @@ fn walk_removed(
     at: &str,
     out: &mut Vec<String>,
 ) {
+    walk_removed_except(owned, desired, at, &[], out);
+}
+
+/// [`walk_removed`], not counting the fields in `keys`: a list item's key fields are recorded
+/// as owned even when the server defaulted them.
+fn walk_removed_except(
+    owned: &Map<String, Value>,
+    desired: Option<&Value>,
+    at: &str,
+    keys: &[String],
+    out: &mut Vec<String>,
+) {
     for (entry, node) in owned {
         let node = node.as_object();
         if let Some(name) = entry.strip_prefix("f:") {
             let path = join(at, name);
-            if untracked(&path) {
+            if untracked(&path) || keys.iter().any(|k| k == name) {
                 continue;
             }
             match desired.and_then(|d| d.get(name)).filter(|v| !v.is_null()) {
@@ -312,8 +329,14 @@ fn walk_removed(
             match found {
                 None => out.push(format!("{at}[{label}]")),
                 Some((i, item)) => {
+                    let keys: Vec<String> = entry
+                        .strip_prefix("k:")
+                        .and_then(|k| serde_json::from_str::<Map<String, Value>>(k).ok())
+                        .map(|k| k.keys().cloned().collect())
+                        .unwrap_or_default();
                     if let Some(node) = node.filter(|n| !n.is_empty()) {
-                        walk_removed(node, Some(item), &join(at, &format!("[{i}]")), out);
+                        let path = join(at, &format!("[{i}]"));
+                        walk_removed_except(node, Some(item), &path, &keys, out);
                     }
                 }
             }
@@ -580,6 +603,32 @@ mod tests {
         let changes = compare(&desired, &live);
         assert!(changes.any());
         assert_eq!(changes.drifted, ["spec.replicas"]);
+    }
+
+    #[test]
+    fn a_list_key_field_the_server_defaulted_is_no_difference() {
+        let desired = deployment(|o| {
+            o["spec"]["template"]["spec"]["containers"][0]["ports"] =
+                json!([{"containerPort": 80}]);
+        });
+        let mut live = live_after_apply(&desired, |_| {});
+        // The server keys the port by (containerPort, protocol), protocol defaulted to TCP.
+        let path = "/metadata/managedFields/0/fieldsV1/f:spec/f:template/f:spec/f:containers";
+        let containers = live
+            .pointer_mut(path)
+            .and_then(Value::as_object_mut)
+            .expect("containers");
+        let app = containers
+            .values_mut()
+            .next()
+            .and_then(Value::as_object_mut)
+            .expect("app");
+        app.insert(
+            "f:ports".into(),
+            json!({r#"k:{"containerPort":80,"protocol":"TCP"}"#: {".": {}, "f:containerPort": {}, "f:protocol": {}}}),
+        );
+        let changes = compare(&desired, &live);
+        assert!(!changes.any(), "{changes:?}");
     }
 
     #[test]
