@@ -20,15 +20,7 @@ fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
     let kind = err.kind().as_str().to_string();
     let transient = err.is_transient();
     // The whole cause chain: the plugin's own message is usually in a source.
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = cause.source();
-    }
+    let message = ferry_sync::explain::chain(&err);
     HookError {
         plugin: plugin.name().to_string(),
         hook,
