@@ -10,5 +10,7 @@ pub mod identity;
 pub mod plugin;
 pub mod validate;
 
-pub use plugin::{Downstream, Hook, ObjectContext, PluginError, PluginErrorKind, Target};
+pub use plugin::{
+    CallErrorKind, Downstream, Hook, ObjectContext, PluginError, PluginErrorKind, Target,
+};
 pub use validate::{OutputError, TransformPolicy};

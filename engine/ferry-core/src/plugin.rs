@@ -148,3 +148,93 @@ pub struct PluginError {
     /// The plugin's own explanation, shown to the user as is.
     pub message: String,
 }
+
+/// A stable, serializable name for each kind of plugin call failure: metric labels, Event
+/// reasons, the engine's retry decision and the `error.yaml` of golden cases use it. It lives
+/// here, not in the runtime, so the engine can act on it without depending on wasmtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallErrorKind {
+    /// The runtime's `CallError::DeadlineExceeded`.
+    DeadlineExceeded,
+    /// The runtime's `CallError::MemoryExhausted`.
+    MemoryExhausted,
+    /// The runtime's `CallError::Trap`.
+    Trap,
+    /// The runtime's `CallError::CapabilityDenied`.
+    CapabilityDenied,
+    /// The runtime's `CallError::InvalidOutput`.
+    InvalidOutput,
+    /// The runtime's `CallError::Plugin` with `invalid-config`.
+    InvalidConfig,
+    /// The runtime's `CallError::Plugin` with `invalid-input`.
+    InvalidInput,
+    /// The runtime's `CallError::Plugin` with `unsupported`.
+    Unsupported,
+    /// The runtime's `CallError::Plugin` with `failed`.
+    Failed,
+    /// The runtime's `CallError::HookNotExported`.
+    HookNotExported,
+    /// The runtime's `CallError::Busy`.
+    Busy,
+    /// The runtime's `CallError::Host`.
+    Host,
+}
+
+impl CallErrorKind {
+    /// Every kind.
+    pub const ALL: [CallErrorKind; 12] = [
+        CallErrorKind::DeadlineExceeded,
+        CallErrorKind::MemoryExhausted,
+        CallErrorKind::Trap,
+        CallErrorKind::CapabilityDenied,
+        CallErrorKind::InvalidOutput,
+        CallErrorKind::InvalidConfig,
+        CallErrorKind::InvalidInput,
+        CallErrorKind::Unsupported,
+        CallErrorKind::Failed,
+        CallErrorKind::HookNotExported,
+        CallErrorKind::Busy,
+        CallErrorKind::Host,
+    ];
+
+    /// The kebab-case name, as serialized: `deadline-exceeded`, `invalid-output`...
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallErrorKind::DeadlineExceeded => "deadline-exceeded",
+            CallErrorKind::MemoryExhausted => "memory-exhausted",
+            CallErrorKind::Trap => "trap",
+            CallErrorKind::CapabilityDenied => "capability-denied",
+            CallErrorKind::InvalidOutput => "invalid-output",
+            CallErrorKind::InvalidConfig => "invalid-config",
+            CallErrorKind::InvalidInput => "invalid-input",
+            CallErrorKind::Unsupported => "unsupported",
+            CallErrorKind::Failed => "failed",
+            CallErrorKind::HookNotExported => "hook-not-exported",
+            CallErrorKind::Busy => "busy",
+            CallErrorKind::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for CallErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_error_kind_prints_as_it_serializes() {
+        for kind in CallErrorKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.as_str()))
+            );
+        }
+    }
+}

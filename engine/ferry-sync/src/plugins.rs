@@ -1,7 +1,7 @@
 //! The engine's view of a resource's plugin chain. The engine depends on this trait only;
 //! the binary implements it on top of the Wasm runtime, and unit tests on plain closures.
 
-use ferry_core::{Downstream, Hook, ObjectContext, Target};
+use ferry_core::{CallErrorKind, Downstream, Hook, ObjectContext, Target};
 use serde_json::Value;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
@@ -12,8 +12,8 @@ pub struct HookError {
     pub plugin: String,
     /// The hook that failed.
     pub hook: Hook,
-    /// Stable kebab-case failure kind, e.g. `deadline-exceeded`, `invalid-output`.
-    pub kind: String,
+    /// What kind of failure (`deadline-exceeded`, `invalid-output`, ...).
+    pub kind: CallErrorKind,
     /// What went wrong, for people; names the plugin and hook.
     pub message: String,
     /// Whether the same call could succeed if retried unchanged (the runtime was busy).

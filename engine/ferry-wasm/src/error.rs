@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_core::{Hook, OutputError, PluginError, PluginErrorKind};
-use serde::{Deserialize, Serialize};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -171,79 +170,9 @@ pub enum CallError {
     },
 }
 
-/// A stable, serializable name for each kind of call failure: metric labels, Event
-/// reasons and the `error.yaml` of golden cases use it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ErrorKind {
-    /// [`CallError::DeadlineExceeded`].
-    DeadlineExceeded,
-    /// [`CallError::MemoryExhausted`].
-    MemoryExhausted,
-    /// [`CallError::Trap`].
-    Trap,
-    /// [`CallError::CapabilityDenied`].
-    CapabilityDenied,
-    /// [`CallError::InvalidOutput`].
-    InvalidOutput,
-    /// [`CallError::Plugin`] with `invalid-config`.
-    InvalidConfig,
-    /// [`CallError::Plugin`] with `invalid-input`.
-    InvalidInput,
-    /// [`CallError::Plugin`] with `unsupported`.
-    Unsupported,
-    /// [`CallError::Plugin`] with `failed`.
-    Failed,
-    /// [`CallError::HookNotExported`].
-    HookNotExported,
-    /// [`CallError::Busy`].
-    Busy,
-    /// [`CallError::Host`].
-    Host,
-}
-
-impl ErrorKind {
-    /// Every kind.
-    pub const ALL: [ErrorKind; 12] = [
-        ErrorKind::DeadlineExceeded,
-        ErrorKind::MemoryExhausted,
-        ErrorKind::Trap,
-        ErrorKind::CapabilityDenied,
-        ErrorKind::InvalidOutput,
-        ErrorKind::InvalidConfig,
-        ErrorKind::InvalidInput,
-        ErrorKind::Unsupported,
-        ErrorKind::Failed,
-        ErrorKind::HookNotExported,
-        ErrorKind::Busy,
-        ErrorKind::Host,
-    ];
-
-    /// The kebab-case name, as serialized: `deadline-exceeded`, `invalid-output`...
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::DeadlineExceeded => "deadline-exceeded",
-            ErrorKind::MemoryExhausted => "memory-exhausted",
-            ErrorKind::Trap => "trap",
-            ErrorKind::CapabilityDenied => "capability-denied",
-            ErrorKind::InvalidOutput => "invalid-output",
-            ErrorKind::InvalidConfig => "invalid-config",
-            ErrorKind::InvalidInput => "invalid-input",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::Failed => "failed",
-            ErrorKind::HookNotExported => "hook-not-exported",
-            ErrorKind::Busy => "busy",
-            ErrorKind::Host => "host",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The kind of a call failure, shared with the engine (which must act on it without
+/// depending on the Wasm runtime).
+pub use ferry_core::CallErrorKind as ErrorKind;
 
 impl CallError {
     /// The kind of failure.
@@ -273,20 +202,5 @@ impl CallError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         matches!(self, CallError::Busy { .. })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_prints_as_it_serializes() {
-        for kind in ErrorKind::ALL {
-            assert_eq!(
-                serde_json::to_value(kind).ok(),
-                Some(serde_json::Value::from(kind.as_str()))
-            );
-        }
     }
 }

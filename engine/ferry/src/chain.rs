@@ -17,7 +17,7 @@ pub struct WasmChain {
 }
 
 fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
-    let kind = err.kind().as_str().to_string();
+    let kind = err.kind();
     let transient = err.is_transient();
     // The whole cause chain: the plugin's own message is usually in a source.
     let message = ferry_sync::explain::chain(&err);

@@ -79,7 +79,7 @@ fn failure(hook: Hook) -> HookError {
     HookError {
         plugin: "p".into(),
         hook,
-        kind: "failed".into(),
+        kind: ferry_core::CallErrorKind::Failed,
         message: "boom".into(),
         transient: false,
     }
