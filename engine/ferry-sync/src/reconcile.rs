@@ -471,26 +471,31 @@ impl ResourceSync {
         }
         let api: Api<Namespace> = Api::all(target.client.clone());
         let action = || format!("reading namespace {namespace} on {}", target.name());
-        let existing = api
-            .get_opt(namespace)
-            .await
-            .map_err(|e| self.target_error(target, action(), e))?;
-        if let Some(existing) = existing {
-            let labels = existing.metadata.labels.unwrap_or_default();
-            let annotations = existing.metadata.annotations.unwrap_or_default();
-            let ours = labels.get(identity::MANAGED_BY).map(String::as_str) == Some(MANAGER)
-                && labels.get(identity::CLUSTER) == Some(&key.cluster)
-                && annotations.get(identity::NAMESPACE) == Some(&key.namespace);
-            if !ours {
-                return Err(SyncError::Collision {
-                    target: target.name().to_string(),
-                    kind: "Namespace".into(),
-                    namespace: namespace.to_string(),
-                    name: namespace.to_string(),
-                    reason: "exists and is not Ferry's namespace for this workspace".into(),
-                });
+        // Two rounds: a create can race with another worker creating the same namespace for
+        // another object of the tenant; the 409 then sends us back to reading it.
+        for _ in 0..2 {
+            let existing = api
+                .get_opt(namespace)
+                .await
+                .map_err(|e| self.target_error(target, action(), e))?;
+            if let Some(existing) = existing {
+                let labels = existing.metadata.labels.unwrap_or_default();
+                let annotations = existing.metadata.annotations.unwrap_or_default();
+                let ours = labels.get(identity::MANAGED_BY).map(String::as_str) == Some(MANAGER)
+                    && labels.get(identity::CLUSTER) == Some(&key.cluster)
+                    && annotations.get(identity::NAMESPACE) == Some(&key.namespace);
+                if !ours {
+                    return Err(SyncError::Collision {
+                        target: target.name().to_string(),
+                        kind: "Namespace".into(),
+                        namespace: namespace.to_string(),
+                        name: namespace.to_string(),
+                        reason: "exists and is not Ferry's namespace for this workspace".into(),
+                    });
+                }
+                target.remember_namespace(namespace, true);
+                return Ok(());
             }
-        } else {
             let object = json!({
                 "apiVersion": "v1",
                 "kind": "Namespace",
@@ -511,17 +516,16 @@ impl ResourceSync {
                 .await
             };
             match result {
-                Ok(_) => self.metrics.inc(
-                    names::DOWNSTREAM_WRITES,
-                    &[("target", target.name()), ("verb", "create-namespace")],
-                ),
-                // Created by someone else since the read: judge it on the next round.
-                Err(err) if is_conflict(&err) => {
-                    return Err(SyncError::NotReady(format!(
-                        "namespace {namespace} on {} appeared while Ferry created it",
-                        target.name()
-                    )));
+                Ok(_) => {
+                    self.metrics.inc(
+                        names::DOWNSTREAM_WRITES,
+                        &[("target", target.name()), ("verb", "create-namespace")],
+                    );
+                    target.remember_namespace(namespace, true);
+                    return Ok(());
                 }
+                // Created by someone else since the read: read it again.
+                Err(err) if is_conflict(&err) => {}
                 Err(err) => {
                     return Err(self.target_error(
                         target,
@@ -531,8 +535,10 @@ impl ResourceSync {
                 }
             }
         }
-        target.remember_namespace(namespace, true);
-        Ok(())
+        Err(SyncError::NotReady(format!(
+            "namespace {namespace} on {} keeps changing while Ferry creates it",
+            target.name()
+        )))
     }
 
     /// Runs one target's part of a reconcile within [`ResourceSync::target_timeout`], and
