@@ -221,19 +221,37 @@ pub fn replicas(object: Option<&DynamicObject>) -> Option<i64> {
 
 /// Mutating requests recorded in a server's audit log that were made by Ferry (user agent
 /// `ferry/…`) and match `filter` (on the audit event). Servers log mutating requests only.
+/// The log is rotated at 200 MB (`audit-<time>.log` beside it): rotated files count too, so a
+/// count never goes down.
 pub fn ferry_writes(audit_log: &std::path::Path, filter: impl Fn(&Value) -> bool) -> Result<usize> {
-    let text = std::fs::read_to_string(audit_log)
-        .with_context(|| format!("reading {}", audit_log.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| {
-            event["userAgent"]
-                .as_str()
-                .is_some_and(|ua| ua.starts_with("ferry/"))
+    let dir = audit_log.parent().context("audit log has a directory")?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit") && n.ends_with(".log"))
         })
-        .filter(|event| filter(event))
-        .count())
+        .collect();
+    files.sort();
+    let mut count = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        count += text
+            .lines()
+            .filter(|line| line.contains("ferry/"))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| {
+                event["userAgent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.starts_with("ferry/"))
+            })
+            .filter(|event| filter(event))
+            .count();
+    }
+    Ok(count)
 }
 
 impl Scenario {
