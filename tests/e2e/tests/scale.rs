@@ -1,6 +1,9 @@
-//! First sync of 100 objects across 5 workspaces and 2 clusters. Asserts convergence and
-//! prints how long it took (`cargo xtask test -- --nocapture` shows it); time is measured,
-//! never asserted, since CI machines vary.
+//! First sync of 100 objects across 5 workspaces and 2 clusters. Asserts convergence (and
+//! that `ferry check` finds nothing) and prints how long it took (`cargo xtask test --
+//! --nocapture` shows it); time is measured, never asserted, since CI machines vary.
+//!
+//! Larger runs use the same test: `FERRY_SCALE_TENANTS=2 FERRY_SCALE_PER_TENANT=2500` is the
+//! 5,000-object run that used to stall for good.
 
 use std::time::{Duration, Instant};
 
@@ -11,36 +14,46 @@ use ferry_e2e::{CLUSTERS, Env, eventually};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 
-const TENANTS: usize = 5;
-const PER_TENANT: usize = 20;
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 #[tokio::test]
 async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges() -> Result<()> {
     let Some(env) = Env::get()? else {
         return Ok(());
     };
+    let (tenants_n, per_tenant) = (
+        size("FERRY_SCALE_TENANTS", 5),
+        size("FERRY_SCALE_PER_TENANT", 20),
+    );
+    // Generous limits: a large run on 2 cores takes minutes; a stall never converges.
+    let limit = Duration::from_secs(300 + (tenants_n * per_tenant) as u64 / 5);
     let options = FerryOptions {
         defer_start: true,
         ..FerryOptions::default()
     };
-    let mut s = Scenario::start(&env, "scale", TENANTS, options).await?;
+    let mut s = Scenario::start(&env, "scale", tenants_n, options).await?;
     let result = async {
-        for tenant in 0..TENANTS {
-            for i in 0..PER_TENANT {
+        for tenant in 0..tenants_n {
+            for i in 0..per_tenant {
                 s.apply_deployment(tenant, &format!("app-{i}"), 1, &[]).await?;
             }
         }
-        let baseline = direct_apply_baseline(&env).await?;
+        let baseline = direct_apply_baseline(&env, tenants_n * per_tenant).await?;
         let started = Instant::now();
         s.ferry.restart()?;
         let mut apis = Vec::new();
-        for tenant in 0..TENANTS {
+        for tenant in 0..tenants_n {
             for cluster in CLUSTERS {
                 apis.push(s.copies(tenant, cluster).await?);
             }
         }
-        let expected = TENANTS * PER_TENANT * CLUSTERS.len();
-        eventually(&format!("{expected} copies"), Duration::from_secs(300), || async {
+        let expected = tenants_n * per_tenant * CLUSTERS.len();
+        eventually(&format!("{expected} copies"), limit, || async {
             let mut count = 0;
             for api in &apis {
                 count += api.list(&Default::default()).await?.items.len();
@@ -49,8 +62,8 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
         })
         .await?;
         let copies_at = started.elapsed();
-        let tenants: Vec<_> = (0..TENANTS).map(|t| s.tenant_deployments(t)).collect::<Result<_>>()?;
-        eventually("status on every upstream object", Duration::from_secs(300), || async {
+        let tenants: Vec<_> = (0..tenants_n).map(|t| s.tenant_deployments(t)).collect::<Result<_>>()?;
+        eventually("status on every upstream object", limit, || async {
             let mut with_status = 0;
             for api in &tenants {
                 with_status += api
@@ -61,14 +74,14 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
                     .filter(|o| o.data.pointer("/status/replicas").and_then(|r| r.as_i64()) == Some(2))
                     .count();
             }
-            Ok((with_status == TENANTS * PER_TENANT).then_some(()))
+            Ok((with_status == tenants_n * per_tenant).then_some(()))
         })
         .await?;
         let status_at = started.elapsed();
         eprintln!(
-            "first sync: {} objects in {TENANTS} workspaces to {} clusters: all {expected} copies after \
+            "first sync: {} objects in {tenants_n} workspaces to {} clusters: all {expected} copies after \
              {:.1}s, every status aggregated after {:.1}s; {} cluster writes",
-            TENANTS * PER_TENANT,
+            tenants_n * per_tenant,
             CLUSTERS.len(),
             copies_at.as_secs_f64(),
             status_at.as_secs_f64(),
@@ -80,6 +93,8 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
             baseline.as_secs_f64(),
             copies_at.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
         );
+        let report = s.ferry.wait_clean(limit).await?;
+        eprintln!("ferry check: {}", report.lines().last().unwrap_or_default());
         Ok(())
     }
     .await;
@@ -88,7 +103,7 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
 
 /// What the same number of applies costs without Ferry: every Deployment server-side applied
 /// straight to the clusters by one client, 16 requests in flight (Ferry's default per target).
-async fn direct_apply_baseline(env: &Env) -> Result<Duration> {
+async fn direct_apply_baseline(env: &Env, objects: usize) -> Result<Duration> {
     let manifest = ferry_e2e::kcp::example("tenant/deployment.yaml")?;
     let template: serde_json::Value = serde_yaml::from_str(
         manifest
@@ -121,7 +136,7 @@ async fn direct_apply_baseline(env: &Env) -> Result<Duration> {
     let started = Instant::now();
     let template = &template;
     let requests = apis.iter().flat_map(|(_, api)| {
-        (0..TENANTS * PER_TENANT).map(move |i| {
+        (0..objects).map(move |i| {
             let mut object = template.clone();
             object["metadata"]["name"] = format!("app-{i}").into();
             object["metadata"]["namespace"] = serde_json::Value::Null;
