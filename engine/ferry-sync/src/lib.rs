@@ -428,6 +428,8 @@ async fn follow(
 ) {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = Vec::new();
+    // Said once per stretch: the virtual workspace stopped serving the resource.
+    let mut unserved = false;
     while let Some(event) = stream.next().await {
         let keys = match event {
             Ok(Event::Init) => {
@@ -439,6 +441,9 @@ async fn follow(
                 continue;
             }
             Ok(Event::InitDone) => {
+                if std::mem::take(&mut unserved) {
+                    tracing::warn!(resource = %sync.name, "{} are served again", side.describe());
+                }
                 tracing::info!(resource = %sync.name, count = buffer.len(), "listed {}", side.describe());
                 side.replace(&sync, std::mem::take(&mut buffer))
             }
@@ -447,6 +452,20 @@ async fn follow(
                 .into_iter()
                 .collect(),
             Ok(Event::Delete(object)) => side.delete(&sync, &object).into_iter().collect(),
+            Err(err) if matches!(side, Side::Upstream(_)) && not_served(&err) => {
+                if !std::mem::replace(&mut unserved, true) {
+                    tracing::error!(
+                        resource = %sync.name, error = %explain::chain(&err),
+                        "the export's virtual workspace no longer serves {} (was it removed from \
+                         the APIExport's resources?): its objects are out of sight, their copies \
+                         are kept as they are and not updated; retrying until it is served again",
+                        sync.name
+                    );
+                } else {
+                    tracing::debug!(resource = %sync.name, "still not served; retrying");
+                }
+                continue;
+            }
             Err(err) => {
                 tracing::warn!(resource = %sync.name, error = %explain::chain(&err), "watch of {} failed; retrying", side.describe());
                 continue;
@@ -455,6 +474,17 @@ async fn follow(
         for key in keys {
             queue.add(key);
         }
+    }
+}
+
+/// A list or watch answered 404: the server does not serve the resource (any more).
+fn not_served(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => error::is_not_found(e),
+        watcher::Error::WatchError(status) => status.code == 404,
+        watcher::Error::NoResourceVersion => false,
     }
 }
 
@@ -651,5 +681,27 @@ async fn watch_endpoint_slice(
             }
             open.insert(url, handles);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Box<kube::core::Status> {
+        Box::new(kube::core::Status::failure("x", "NotFound").with_code(code))
+    }
+
+    #[test]
+    fn a_resource_the_virtual_workspace_stops_serving_is_told_apart_from_other_watch_errors() {
+        // kcp answers 404 on the virtual workspace once a resource leaves the export.
+        let gone = || kube::Error::Api(status(404));
+        assert!(not_served(&watcher::Error::WatchStartFailed(gone())));
+        assert!(not_served(&watcher::Error::InitialListFailed(gone())));
+        assert!(not_served(&watcher::Error::WatchError(status(404))));
+        let forbidden = kube::Error::Api(status(403));
+        assert!(!not_served(&watcher::Error::InitialListFailed(forbidden)));
+        assert!(!not_served(&watcher::Error::WatchError(status(410))));
+        assert!(!not_served(&watcher::Error::NoResourceVersion));
     }
 }

@@ -134,6 +134,55 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
+/// `Api::patch` with `Patch::Apply(body)`, but with the body from [`yaml_safe_json`]: the API
+/// server decodes an apply body as YAML, and YAML refuses characters that JSON carries raw
+/// (DEL, the C1 controls U+0080–U+009F, U+FFFE, U+FFFF: "yaml: control characters are not
+/// allowed") or reads as line breaks (U+0085, U+2028, U+2029: the space before one is
+/// folded away), which kube's `serde_json` body leaves raw. A tenant can put them in any
+/// string with a JSON create, and kcp stores them, so the copy could never be applied, or
+/// differed from its object.
+async fn apply_yaml_safe(
+    client: &kube::Client,
+    api: &ApiResource,
+    namespace: &str,
+    name: &str,
+    body: &Value,
+) -> kube::Result<DynamicObject> {
+    use kube::Resource as _;
+    let mut request = kube::core::Request::new(DynamicObject::url_path(api, Some(namespace)))
+        .patch(name, &apply_params(), &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    *request.body_mut() = yaml_safe_json(body).into_bytes();
+    request.extensions_mut().insert("patch");
+    client.request::<DynamicObject>(request).await
+}
+
+/// `body` as JSON in which every character YAML does not take literally (also the byte-order
+/// mark, which YAML may drop) is written as a `\uXXXX`
+/// escape (the same string to a JSON and to a YAML reader). Outside strings JSON text is
+/// ASCII, so a plain replacement only ever touches string contents.
+pub(crate) fn yaml_safe_json(body: &Value) -> String {
+    fn refused_by_yaml(c: char) -> bool {
+        matches!(
+            c,
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+    }
+    let text = body.to_string();
+    if !text.chars().any(refused_by_yaml) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for c in text.chars() {
+        if refused_by_yaml(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl ResourceSync {
     /// What the stores hold about `key` now.
     pub fn snapshot(&self, key: &UpstreamKey) -> Snapshot {
@@ -373,11 +422,16 @@ impl ResourceSync {
             Precondition::Absent => body["metadata"]["resourceVersion"] = json!(CREATE_ONLY),
             Precondition::Uid(uid) => body["metadata"]["uid"] = json!(uid),
         }
-        let api = self.downstream_api(target, &copy.namespace);
         let result = {
             let _permit = target.limiter.acquire().await;
-            api.patch(&copy.name, &apply_params(), &Patch::Apply(&body))
-                .await
+            apply_yaml_safe(
+                &target.client,
+                &self.api,
+                &copy.namespace,
+                &copy.name,
+                &body,
+            )
+            .await
         };
         let what = || {
             format!(
@@ -398,7 +452,8 @@ impl ResourceSync {
             }
             Err(err) if is_conflict(&err) => {
                 // The name holds another object than the one planned for. Find out whose.
-                let found = api
+                let found = self
+                    .downstream_api(target, &copy.namespace)
                     .get_opt(&copy.name)
                     .await
                     .map_err(|e| self.target_error(target, what(), e))?;
@@ -772,4 +827,39 @@ fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
     serde_json::from_value(operations)
         .map(Patch::Json)
         .map_err(|e| SyncError::Internal(format!("building a JSON patch: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apply_body_carries_characters_yaml_refuses_as_escapes_of_the_same_string() {
+        // The defects: a tenant's annotation with DEL or a C1 control made every apply of the
+        // copy fail with "yaml: control characters are not allowed", and the space before a
+        // U+2028 or U+2029 was missing on the copy (YAML folds line breaks).
+        let body = json!({"metadata": {"annotations": {
+            "odd": "a\u{7f}b\u{85}c\u{9b}d\u{fffe}\u{ffff}",
+            "breaks": "zw \u{2028}ls \u{2029}ps \u{feff}",
+            "fine": "é 🚢 \"quoted\" \\ \u{1b}",
+        }}});
+        let text = yaml_safe_json(&body);
+        assert!(
+            !text.chars().any(|c| matches!(
+                c,
+                '\u{7f}'
+                    ..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"a\u007fb\u0085c\u009bd\ufffe\uffff"),
+            "{text}"
+        );
+        assert!(text.contains(r"zw \u2028ls \u2029ps \ufeff"), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).expect("JSON"), body);
+        // Nothing else changes.
+        let plain = json!({"a": "é 🚢 \u{200b}"});
+        assert_eq!(yaml_safe_json(&plain), plain.to_string());
+    }
 }

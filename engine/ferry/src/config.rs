@@ -194,7 +194,12 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
 
     let mut problems = Vec::new();
     config.kcp.kubeconfig = resolve(&config.kcp.kubeconfig);
-    check_file(&mut problems, "kcp.kubeconfig", &config.kcp.kubeconfig);
+    check_kubeconfig(
+        &mut problems,
+        "kcp",
+        &config.kcp.kubeconfig,
+        config.kcp.context.as_deref(),
+    );
     if !config.kcp.workspace.starts_with("root") || config.kcp.workspace.contains('/') {
         problems.push((
             "kcp.workspace".into(),
@@ -232,10 +237,11 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             ));
         }
         target.kubeconfig = resolve(&target.kubeconfig);
-        check_file(
+        check_kubeconfig(
             &mut problems,
-            &format!("{key}.kubeconfig"),
+            &key,
             &target.kubeconfig,
+            target.context.as_deref(),
         );
         if let Some(n) = target.max_in_flight {
             check_range(
@@ -409,6 +415,78 @@ fn check_file(problems: &mut Vec<(String, String)>, key: &str, path: &Path) {
     }
 }
 
+/// A kubeconfig under `{section}.kubeconfig` must be readable, parse as a kubeconfig and have
+/// the context `{section}.context` names (or a current context): otherwise every command
+/// would fail later, with exit code 1 instead of 2 and without the whole list of problems.
+/// Each problem is one line (a YAML error's excerpt of the file is left out).
+fn check_kubeconfig(
+    problems: &mut Vec<(String, String)>,
+    section: &str,
+    path: &Path,
+    context: Option<&str>,
+) {
+    let key = format!("{section}.kubeconfig");
+    if !path.is_file() {
+        check_file(problems, &key, path);
+        return;
+    }
+    let first_line = |e: &dyn fmt::Display| {
+        let text = e.to_string();
+        text.lines().next().unwrap_or_default().trim().to_string()
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push((
+                key,
+                format!("cannot read {}: {}", path.display(), first_line(&e)),
+            ));
+            return;
+        }
+    };
+    let kubeconfig = match kube::config::Kubeconfig::from_yaml(&text) {
+        Ok(kubeconfig) => kubeconfig,
+        Err(e) => {
+            problems.push((
+                key,
+                format!("{} is not a kubeconfig: {}", path.display(), first_line(&e)),
+            ));
+            return;
+        }
+    };
+    let wanted = context
+        .map(str::to_string)
+        .or(kubeconfig.current_context.clone());
+    let names: Vec<&str> = kubeconfig
+        .contexts
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    match wanted {
+        None => problems.push((
+            format!("{section}.context"),
+            format!(
+                "{} has no current-context; name one of its contexts ({})",
+                path.display(),
+                names.join(", ")
+            ),
+        )),
+        Some(name) if !names.contains(&name.as_str()) => problems.push((
+            if context.is_some() {
+                format!("{section}.context")
+            } else {
+                key
+            },
+            format!(
+                "no context {name:?} in {} (contexts: {})",
+                path.display(),
+                names.join(", ")
+            ),
+        )),
+        Some(_) => {}
+    }
+}
+
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -450,10 +528,19 @@ mod tests {
         for p in ["label-placement", "default-transform"] {
             write(&dir.join("plugins"), &format!("{p}.wasm"), "");
         }
-        write(&dir, "kcp.kubeconfig", "");
-        write(&dir, "c1.kubeconfig", "");
+        write(&dir, "kcp.kubeconfig", KUBECONFIG);
+        write(&dir, "c1.kubeconfig", KUBECONFIG);
         dir
     }
+
+    const KUBECONFIG: &str = "
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+";
 
     const VALID: &str = "
 kcp: {kubeconfig: kcp.kubeconfig, workspace: 'root:platform', export: kubernetes}
@@ -628,6 +715,52 @@ plugins: {dir: plugins}
         {
             let loaded = load_with(&format!("bounds-{i}"), target, engine);
             assert!(loaded.is_ok(), "{target} {engine}: {:?}", loaded.err());
+        }
+    }
+
+    #[test]
+    fn a_kubeconfig_that_is_not_one_is_refused_with_its_key_in_one_line() {
+        let dir = temp_dir("bad-kubeconfig");
+        std::fs::write(dir.join("garbage.kubeconfig"), [0xff, 0xfe, 0x00, 0x9c]).expect("write");
+        write(&dir, "broken.kubeconfig", "just: [a, list\n");
+        write(&dir, "empty.kubeconfig", "hello: world\n");
+        for (file, context, key, says) in [
+            (
+                "garbage.kubeconfig",
+                "",
+                "targets[0].kubeconfig",
+                "cannot read",
+            ),
+            (
+                "broken.kubeconfig",
+                "",
+                "targets[0].kubeconfig",
+                "is not a kubeconfig",
+            ),
+            (
+                "empty.kubeconfig",
+                "",
+                "targets[0].context",
+                "no current-context",
+            ),
+            (
+                "c1.kubeconfig",
+                ", context: nope",
+                "targets[0].context",
+                "no context \"nope\"",
+            ),
+        ] {
+            let text = VALID.replace(
+                "kubeconfig: c1.kubeconfig, labels: {region: eu}",
+                &format!("kubeconfig: {file}, labels: {{region: eu}}{context}"),
+            );
+            let err = load(&write(&dir, "ferry.yaml", &text)).expect_err(file);
+            let problem = only_problem(&err.problems, key);
+            assert!(
+                problem.contains(says) && problem.contains(file),
+                "{problem}"
+            );
+            assert!(!problem.contains('\n'), "{problem}");
         }
     }
 

@@ -58,9 +58,39 @@ fn main() -> ExitCode {
                 eprintln!("error: {failure}");
                 return ExitCode::from(failure.code);
             }
-            // One readable message with its causes; no backtrace.
-            eprintln!("error: {err:#}");
-            ExitCode::from(err.downcast_ref::<config::ConfigError>().map_or(1, |_| 2))
+            // A configuration error lists one problem per line under its header.
+            if err.downcast_ref::<config::ConfigError>().is_some() {
+                eprintln!("error: {err:#}");
+                return ExitCode::from(2);
+            }
+            // One readable line with its causes; no backtrace.
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            ExitCode::from(1)
         }
+    }
+}
+
+/// `text` on one line: a cause may print a multi-line dump (wasmtime shows the bytes it
+/// expected as a pretty-printed array), which would break the one-line `error:` message.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_multi_line_cause_is_shown_on_one_line() {
+        let text = "resources[0].transform: loading plugin x.wasm: magic header not detected: \
+                    expected=[\n    0x0,\n    0x61,\n] (at offset 0x0)";
+        assert_eq!(
+            super::one_line(text),
+            "resources[0].transform: loading plugin x.wasm: magic header not detected: \
+             expected=[ 0x0, 0x61, ] (at offset 0x0)"
+        );
+        assert_eq!(super::one_line("already one line"), "already one line");
     }
 }
