@@ -33,6 +33,15 @@ pub enum Action {
     Down,
     /// Show what is running, with ports and memory.
     Status,
+    /// Stop one process (e.g. `kcp`, `cluster-2-apiserver`) and start it again with the same
+    /// command line and data directory; for servers, wait until they are ready again.
+    Restart {
+        /// The process name, as `env status` lists it.
+        name: String,
+        /// Stop it with SIGKILL (a crash) instead of SIGTERM (a graceful shutdown).
+        #[arg(long)]
+        kill: bool,
+    },
 }
 
 pub fn run(action: Action) -> Result<()> {
@@ -40,6 +49,7 @@ pub fn run(action: Action) -> Result<()> {
         Action::Up => up().map(|_| ()),
         Action::Down => down(),
         Action::Status => status(),
+        Action::Restart { name, kill } => restart(&paths::env_dir(), &name, kill),
     }
 }
 
@@ -50,6 +60,9 @@ struct Proc {
     pid: u32,
     binary: PathBuf,
     log: PathBuf,
+    /// Its arguments, so that `env restart` can start it again exactly as `up` did.
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 /// What `up` started; written to `<env>/state.json`.
@@ -184,6 +197,7 @@ impl Launcher<'_> {
             pid: child.id(),
             binary: binary.to_path_buf(),
             log,
+            args: args.to_vec(),
         });
         save_state(self.env, &self.state)
     }
@@ -622,4 +636,131 @@ pub fn start_service(name: &str, binary: &Path, args: &[String]) -> Result<PathB
 
 fn status() -> Result<()> {
     print_status(&paths::env_dir())
+}
+
+/// `env restart <name>`: stops process `name` (SIGTERM, or SIGKILL with `kill`), starts it
+/// again with the command line recorded in `state.json` (same ports, same data directory, its
+/// log appended to), and waits until a server is ready again, as `up` does.
+pub fn restart(dir: &Path, name: &str, kill: bool) -> Result<()> {
+    let mut state = load_state(dir)
+        .with_context(|| format!("no environment in {} (cargo xtask env up)", dir.display()))?;
+    let Some(index) = state.processes.iter().position(|p| p.name == name) else {
+        let names: Vec<&str> = state.processes.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no process {name} in the environment (there are: {})",
+            names.join(", ")
+        );
+    };
+    let old = state.processes[index].clone();
+    if old.args.is_empty() {
+        bail!(
+            "state.json does not record how {name} was started (an environment started by an \
+             older xtask): restart the environment with `env down` and `env up`"
+        );
+    }
+    let started = Instant::now();
+    if is_ours(&old) {
+        signal(old.pid, if kill { libc::SIGKILL } else { libc::SIGTERM });
+        // A paused (SIGSTOPped) process handles SIGTERM only once continued.
+        signal(old.pid, libc::SIGCONT);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Not `is_ours`: a dying process loses its command line before it closes its sockets.
+        while !exited(old.pid) {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "    {name} (pid {}) still running 10 s after SIGTERM; sending SIGKILL",
+                    old.pid
+                );
+                signal(old.pid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    wait_for_port(&old.args);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&old.log)?;
+    std::io::Write::write_all(
+        &mut log,
+        format!(
+            "\n===== cargo xtask env restart{} =====\n",
+            if kill { " --kill" } else { "" }
+        )
+        .as_bytes(),
+    )?;
+    let child = Command::new(&old.binary)
+        .args(&old.args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", old.binary.display()))?;
+    state.processes[index].pid = child.id();
+    save_state(dir, &state)?;
+    let launcher = Launcher { env: dir, state };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    if name == "kcp" {
+        let admin = dir.join("kcp").join("admin.kubeconfig");
+        wait_until(&launcher, deadline, name, || {
+            kubectl(&admin, &["get", "--raw", "/readyz"])?;
+            kubectl(
+                &admin,
+                &["--context=root", "get", "workspaces.tenancy.kcp.io"],
+            )?;
+            Ok(())
+        })?;
+        let kubeconfig = dir.join("kcp.kubeconfig");
+        if std::fs::read(&admin)? != std::fs::read(&kubeconfig).unwrap_or_default() {
+            eprintln!(
+                "    kcp wrote a new admin kubeconfig; copied to {} (clients holding the old \
+                 one must reload it)",
+                kubeconfig.display()
+            );
+            std::fs::copy(&admin, &kubeconfig)?;
+        }
+    } else if let Some(cluster) = name.strip_suffix("-apiserver") {
+        let kubeconfig = dir.join(format!("{cluster}.kubeconfig"));
+        wait_until(&launcher, deadline, name, || {
+            kubectl(&kubeconfig, &["get", "--raw", "/readyz"]).map(|_| ())
+        })?;
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+        launcher.check_alive(name)?;
+    }
+    eprintln!(
+        "==> {name} restarted (pid {} → {}), ready in {:.1}s",
+        old.pid,
+        child.id(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Whether `pid` has exited (gone, or a zombie: its files, sockets included, are closed).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
+}
+
+/// Waits (at most 30 s) until the server port in `--secure-port=` can be listened on again.
+fn wait_for_port(args: &[String]) {
+    let Some(port) = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--secure-port="))
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+    else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpListener::bind(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -4,6 +4,7 @@
 //! scripts can never disagree about how something is done.
 
 mod bench;
+mod chaos;
 mod env;
 mod gobuild;
 mod paths;
@@ -36,6 +37,9 @@ enum Command {
     Test(test::Args),
     /// Check formatting and run clippy (warnings are errors) on the host and plugins workspaces.
     Lint,
+    /// Churn under faults (Ferry killed, API servers paused and restarted, kcp restarted),
+    /// then require convergence and check every copy.
+    Chaos(chaos::Args),
     /// Quick start: environment up, then a short tour of what Ferry builds on.
     Demo,
     /// Regenerate the APIResourceSchemas in examples/provider from Kubernetes' OpenAPI.
@@ -60,6 +64,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::Lint => test::lint(),
+        Command::Chaos(args) => chaos::run(args),
         Command::Demo => test::demo(),
         Command::GenSchemas => schemas::run(),
     }

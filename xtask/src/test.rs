@@ -17,14 +17,17 @@ pub struct Args {
     /// iterations. CI never skips them.
     #[arg(long)]
     no_lint: bool,
+    /// Skip the short chaos run that ends a successful test run (`cargo xtask chaos`).
+    #[arg(long)]
+    no_chaos: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     cargo_args: Vec<String>,
 }
 
 /// Lints both workspaces, builds the plugins, brings the environment up if needed, runs every
-/// test of the workspace, and brings the environment down again if this run started it (also
-/// when tests fail).
+/// test of the workspace, then (if they all passed) a short chaos run, and brings the
+/// environment down again if this run started it (also when tests fail).
 pub fn run(args: Args) -> Result<()> {
     // Lints first: a formatting or clippy failure then costs seconds to minutes, not a plugin
     // build, an environment and a full test run.
@@ -35,7 +38,11 @@ pub fn run(args: Args) -> Result<()> {
     crate::plugins::run(crate::plugins::Args::with_guest_tests())?;
     let was_running = env_running();
     let env = env::up()?;
-    let result = cargo_test(&env.dir, &args.cargo_args);
+    let mut result = cargo_test(&env.dir, &args.cargo_args);
+    // Last, and only after every test passed: the chaos run kills and restarts the servers.
+    if result.is_ok() && !args.no_chaos {
+        result = crate::chaos::run_in(&env.dir, &crate::chaos::Args::short());
+    }
     if !was_running && !args.keep_env {
         env::down()?;
     }
@@ -128,7 +135,7 @@ pub fn lint() -> Result<()> {
     Ok(())
 }
 
-fn env_running() -> bool {
+pub fn env_running() -> bool {
     // `env up` reuses a healthy environment; remember whether there was one so we only stop
     // what we started.
     paths::env_dir().join("state.json").exists()
