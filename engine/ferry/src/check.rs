@@ -17,8 +17,6 @@
 //!
 //! Exit codes: 0 clean, 1 problems found or something unverifiable, 2 bad input.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use ferry_sync::plan::{
     CopyAction, DeleteReason, FinalizerPlan, Placement, StatusPlan, UpstreamState,
@@ -28,19 +26,8 @@ use serde::Serialize;
 
 use crate::preview::{Output, describe, headline, plans};
 
-/// Options of `ferry check`.
-#[derive(clap::Args)]
-pub struct Args {
-    /// The configuration file (the same one `ferry run` uses).
-    #[arg(long, short, default_value = "ferry.yaml")]
-    config: PathBuf,
-    /// Only objects of this workspace: a path (`root:team-a`) or a logical cluster name.
-    #[arg(long)]
-    workspace: Option<String>,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value = "text")]
-    output: Output,
-}
+/// Options of `ferry check`: the same as `ferry preview`'s.
+pub type Args = crate::preview::Args;
 
 /// Counts per finding.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -10,18 +10,18 @@ use ferry_sync::preview::{ObjectPlan, survey};
 
 use crate::{config, run};
 
-/// Options of `ferry preview`.
+/// Options of `ferry preview` and `ferry check`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The configuration file (the same one `ferry run` uses).
     #[arg(long, short, default_value = "ferry.yaml")]
-    config: PathBuf,
+    pub config: PathBuf,
     /// Only objects of this workspace: a path (`root:team-a`) or a logical cluster name.
     #[arg(long)]
-    workspace: Option<String>,
+    pub workspace: Option<String>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
-    output: Output,
+    pub output: Output,
 }
 
 /// Output formats of `ferry preview` and `ferry check`.

@@ -99,31 +99,18 @@ impl Scenario {
         replicas: i64,
         annotations: &[(&str, &str)],
     ) -> Result<()> {
-        let manifest = crate::kcp::example("tenant/deployment.yaml")?;
-        let mut object: Value = serde_yaml::from_str(
-            manifest
-                .split("---")
-                .nth(1)
-                .context("example has two documents")?,
-        )?;
-        object["metadata"]["name"] = name.into();
-        object["spec"]["replicas"] = replicas.into();
-        for (k, v) in annotations {
-            object["metadata"]["annotations"][*k] = (*v).into();
-        }
-        self.tenant_deployments(i)?
-            .patch(
-                name,
-                &PatchParams::apply("e2e-tenant").force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .with_context(|| format!("applying deployment {name} in tenant {i}"))?;
-        Ok(())
+        self.apply_deployment_with(i, name, |object| {
+            object["spec"]["replicas"] = replicas.into();
+            for (k, v) in annotations {
+                object["metadata"]["annotations"][*k] = (*v).into();
+            }
+        })
+        .await
     }
 
-    /// Like [`Scenario::apply_deployment`] with 1 replica, after `change` edits the manifest
-    /// (the tenant's apply owns exactly what it sends, so a field left out is removed).
+    /// Applies the example Deployment as `name` in tenant `i`, with 1 replica, after `change`
+    /// edits the manifest (the tenant's apply owns exactly what it sends, so a field left out
+    /// is removed).
     pub async fn apply_deployment_with(
         &self,
         i: usize,
