@@ -642,16 +642,32 @@ impl ResourceSync {
                 .delete(&copy.name, &params)
                 .await
         };
+        // The answer goes into the store at once: a reconcile that runs again before the
+        // watch event arrives must see the copy terminating (or gone), not delete it again.
         match result {
-            Ok(_) => {
+            Ok(answer) => {
                 self.metrics.inc(
                     names::DOWNSTREAM_WRITES,
                     &[("target", &copy.target), ("verb", "delete")],
                 );
+                match answer.left() {
+                    // Still there, held by a finalizer: terminating.
+                    Some(terminating) => {
+                        self.downstream
+                            .apply(target.name(), crate::with_types(&self.api, terminating));
+                    }
+                    None => {
+                        self.downstream.forget(&copy.at());
+                    }
+                }
                 Ok(())
             }
             // Gone already, or replaced by a newer object that the next reconcile judges.
-            Err(err) if is_not_found(&err) || is_conflict(&err) => Ok(()),
+            Err(err) if is_not_found(&err) => {
+                self.downstream.forget(&copy.at());
+                Ok(())
+            }
+            Err(err) if is_conflict(&err) => Ok(()),
             Err(err) => Err(self.target_error(
                 target,
                 format!(

@@ -309,6 +309,12 @@ impl DownstreamStore {
         inner.insert(at, object)
     }
 
+    /// Forgets the copy at `at` (Ferry deleted it; the watch event may still be on its way).
+    /// Returns its origin.
+    pub fn forget(&self, at: &CopyRef) -> Option<UpstreamKey> {
+        write(&self.inner).remove(at)
+    }
+
     /// Every copy on `target` (for `ferry check`'s duplicate and orphan reports).
     pub fn on_target(&self, target: &str) -> Vec<(CopyRef, Arc<DynamicObject>)> {
         read(&self.inner)
