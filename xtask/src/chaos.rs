@@ -58,24 +58,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Builds `ferry` and the chaos binary and runs it against the environment in `env_dir`.
 pub fn run_in(env_dir: &Path, args: &Args) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> building ferry and the chaos run");
-    let status = Command::new(&cargo)
-        .current_dir(paths::repo_root())
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "ferry",
-            "--package",
-            "ferry-e2e",
-            "--bins",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building ferry or the chaos run failed");
-    }
+    crate::test::build_binaries()?;
     // Ferry is restarted many times during the run: a private copy keeps every restart on the
     // same binary even if the target directory is rebuilt meanwhile.
     let debug = paths::target_dir().join("debug");

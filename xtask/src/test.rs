@@ -175,14 +175,9 @@ fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The quick start: environment up, plugins built, a provider and two tenant workspaces, Ferry
-/// started, a Deployment applied in a tenant workspace and followed to both clusters and back.
-/// Everything keeps running afterwards; `cargo xtask env down` stops it.
-pub fn demo() -> Result<()> {
-    let env = env::up()?;
-    crate::plugins::run(crate::plugins::Args::default())?;
+/// Builds the `ferry` binary and the e2e crate's binaries (demo steps, chaos run).
+pub fn build_binaries() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("==> building ferry");
     let status = Command::new(&cargo)
         .current_dir(paths::repo_root())
         .args([
@@ -197,8 +192,19 @@ pub fn demo() -> Result<()> {
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("building ferry failed");
+        bail!("building ferry or the e2e binaries failed");
     }
+    Ok(())
+}
+
+/// The quick start: environment up, plugins built, a provider and two tenant workspaces, Ferry
+/// started, a Deployment applied in a tenant workspace and followed to both clusters and back.
+/// Everything keeps running afterwards; `cargo xtask env down` stops it.
+pub fn demo() -> Result<()> {
+    let env = env::up()?;
+    crate::plugins::run(crate::plugins::Args::default())?;
+    eprintln!("==> building ferry");
+    build_binaries()?;
     let bin = |name: &str| paths::target_dir().join("debug").join(name);
     let demo = |step: &str| -> Result<()> {
         let status = Command::new(bin("demo"))
