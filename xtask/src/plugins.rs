@@ -1,7 +1,7 @@
 //! `cargo xtask plugins`: builds the Wasm plugins (first-party ones in `plugins/` and the test
 //! fixtures in `tests/plugins/`) into components.
 //!
-//! Two build routes, picked automatically (DESIGN.md §4):
+//! Two build routes, picked automatically (see docs/plugins.md):
 //! - **rustup**: where a rustup toolchain has the `wasm32-wasip2` target (a usual developer
 //!   machine), plain `cargo build --target wasm32-wasip2`; rustc links the component itself.
 //! - **debian**: elsewhere (CI and these machines, where `rustup target add` is not possible),

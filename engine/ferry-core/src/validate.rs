@@ -2,7 +2,7 @@
 //!
 //! A plugin is untrusted code written by a platform team. Even a correct-looking plugin can
 //! move an object into another tenant's namespace or turn a namespaced object into a
-//! cluster-scoped one, which would break tenant isolation (DESIGN.md I4). These checks keep
+//! cluster-scoped one, which would break tenant isolation (invariant I4, docs/reliability.md). These checks keep
 //! that decision out of the plugin's hands: the engine only ever applies output that passed
 //! them.
 

@@ -1,4 +1,4 @@
-//! Host bindings, one `bindgen!` per released WIT version (STYLE.md). A future `v0_2_0`
+//! Host bindings, one `bindgen!` per released WIT version (so old contract versions can delegate to the newest implementation). A future `v0_2_0`
 //! module gets its own invocation; calls into older plugins then convert their types to and
 //! from the newest ones in one place instead of duplicating the dispatch.
 

@@ -32,7 +32,7 @@ pub struct RuntimeConfig {
     /// Default 10 ms: a deadline fires between `deadline` and `deadline + tick` after the
     /// call starts. One thread per runtime increments the epoch; at 100 wakeups per second
     /// its cost is negligible, and epoch checks cost guests about 20% against ~33% for fuel
-    /// (DESIGN.md §4 measurements).
+    /// (measured in docs/plugins.md).
     pub epoch_tick: Duration,
     /// Directory for compiled code, keyed by component digest and engine build. `None`
     /// (default) compiles in memory only. Compiling takes tens of milliseconds per plugin;

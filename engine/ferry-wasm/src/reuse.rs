@@ -1,5 +1,5 @@
 //! One instance kept for many calls. **For benchmarks only**: the engine never does this
-//! (DESIGN.md §4: a fresh store per call). It exists to measure what instantiation costs,
+//! (the runtime uses a fresh store per call, see docs/plugins.md). It exists to measure what instantiation costs,
 //! by comparison with [`Plugin::transform`](crate::Plugin::transform).
 
 use ferry_core::{Hook, ObjectContext, Target};

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 pub const MANAGED_BY: &str = "sync.ferry.dev/managed-by";
 /// Label: kcp logical cluster of the upstream object.
 pub const CLUSTER: &str = "sync.ferry.dev/cluster";
-/// Label: UID of the upstream object (status goes back only to that object, DESIGN.md I4).
+/// Label: UID of the upstream object (status goes back only to that object, invariant I4, docs/reliability.md).
 pub const UID: &str = "sync.ferry.dev/uid";
 /// Annotation: upstream namespace (names may exceed the 63 characters of a label value).
 pub const NAMESPACE: &str = "sync.ferry.dev/namespace";

@@ -36,7 +36,7 @@ impl Plugin for DeploymentStatus {
             .map(|d| (d.target.name.as_str(), d.object.as_ref()))
             .collect();
         // Deterministic output whatever order the engine lists targets in: an unchanged
-        // status must serialise identically, or Ferry would write it again (DESIGN.md I5).
+        // status must serialise identically, or Ferry would write it again (invariant I5, docs/reliability.md).
         copies.sort_by_key(|(name, _)| *name);
 
         let mut status = serde_json::Map::new();
