@@ -87,7 +87,8 @@ impl Engine {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
         let workers = self.settings.workers;
         let resync_period = self.settings.resync;
-        let connected = Connected::connect(self.settings, self.metrics.clone()).await?;
+        let connected =
+            Connected::connect(self.settings, self.metrics.clone(), Unexported::Fail).await?;
         let mut tasks = JoinSet::new();
         let mut resources: Vec<Resource> = Vec::new();
         for sync in &connected.resources {
@@ -171,6 +172,18 @@ pub(crate) struct Connected {
     pub(crate) kcp: Arc<KcpClients>,
     pub(crate) shards: Arc<Shards>,
     pub(crate) resources: Vec<Arc<ResourceSync>>,
+    /// Configured resources the export does not declare, with the error, when connecting
+    /// with [`Unexported::Skip`].
+    pub(crate) unexported: Vec<(String, SyncError)>,
+}
+
+/// What [`Connected::connect`] does with a configured resource the export does not declare.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unexported {
+    /// Fail: the engine does not start on a configuration that does not match the export.
+    Fail,
+    /// Leave it out and say so: an audit still looks at every other resource.
+    Skip,
 }
 
 impl Connected {
@@ -179,6 +192,7 @@ impl Connected {
     pub(crate) async fn connect(
         settings: SyncSettings,
         metrics: Arc<Metrics>,
+        unexported_resources: Unexported,
     ) -> Result<Self, SyncError> {
         let kcp_config = settings.kcp.config.clone();
         let base = kcp::base_url(&kcp_config);
@@ -207,14 +221,25 @@ impl Connected {
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
         let mut resources = Vec::new();
+        let mut unexported = Vec::new();
         for resource in settings.resources {
-            let api = kcp::resolve_resource(
+            let api = match kcp::resolve_resource(
                 &provider,
                 &settings.kcp.export,
                 &resource.group,
                 &resource.resource,
             )
-            .await?;
+            .await
+            {
+                Ok(api) => api,
+                Err(err @ SyncError::NotExported { .. })
+                    if unexported_resources == Unexported::Skip =>
+                {
+                    unexported.push((resource.display_name(), err));
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             tracing::info!(resource = %resource.display_name(), version = %api.version, kind = %api.kind, "syncing");
             resources.push(Arc::new(ResourceSync {
                 name: resource.display_name(),
@@ -239,6 +264,7 @@ impl Connected {
             kcp: kcp_clients,
             shards,
             resources,
+            unexported,
         })
     }
 }

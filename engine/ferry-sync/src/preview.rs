@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ferry_core::identity::{self, UpstreamKey};
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 
@@ -14,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::plan::{CopyAction, Plan};
 use crate::reconcile::ResourceSync;
 use crate::store::upstream_key;
-use crate::{Connected, SyncSettings, kcp, with_types};
+use crate::{Connected, SyncSettings, Unexported, kcp, with_types};
 
 /// One object's plan, with what a fresh look at the targets adds to it.
 #[derive(Clone, Debug, Serialize)]
@@ -44,13 +45,43 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// What a survey found: every object's plan, and what it could not look at.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Survey {
+    /// One plan per object, sorted by resource and key.
+    pub plans: Vec<ObjectPlan>,
+    /// Configured resources that could not be listed: the export does not declare them, or a
+    /// shard's virtual workspace does not serve them (404). Their objects are not surveyed and
+    /// their copies are not judged (an audit must not call them orphans).
+    pub unserved: Vec<Unserved>,
+}
+
+/// A configured resource whose objects could not be listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unserved {
+    /// `deployments.apps`.
+    pub resource: String,
+    /// Why, in a sentence.
+    pub why: String,
+}
+
+/// How many objects are planned at once: planning runs plugins on blocking threads and may GET
+/// a name on a target, so a few in flight keep both the cores and the connections busy.
+const PLANS_IN_FLIGHT: usize = 8;
+
 /// Lists both sides and plans every upstream object, and every object that copies record as
-/// their origin, of every resource (or of one logical cluster).
-pub async fn survey(
-    settings: SyncSettings,
-    cluster: Option<&str>,
-) -> Result<Vec<ObjectPlan>, SyncError> {
-    let connected = Connected::connect(settings, Arc::new(Metrics::default())).await?;
+/// their origin, of every resource (or of one logical cluster). A resource the virtual workspace
+/// does not serve is reported in [`Survey::unserved`] and the others are still surveyed.
+pub async fn survey(settings: SyncSettings, cluster: Option<&str>) -> Result<Survey, SyncError> {
+    let mut connected =
+        Connected::connect(settings, Arc::new(Metrics::default()), Unexported::Skip).await?;
+    let mut unserved: Vec<Unserved> = std::mem::take(&mut connected.unexported)
+        .into_iter()
+        .map(|(resource, err)| Unserved {
+            resource,
+            why: err.to_string(),
+        })
+        .collect();
     let slices: Api<DynamicObject> =
         Api::all_with(connected.provider.clone(), &kcp::endpoint_slices());
     let slice = slices
@@ -80,10 +111,24 @@ pub async fn survey(
         connected.shards.listed(&shard, bound);
         for sync in &connected.resources {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync.api);
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| SyncError::api(format!("listing {} through {url}", sync.name), e))?;
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // Not served: the shard stays unlisted for this resource, which is exactly
+                // what the planner needs to keep (not delete) the copies of its objects.
+                Err(err) if crate::error::is_not_found(&err) => {
+                    unserved.push(Unserved {
+                        resource: sync.name.clone(),
+                        why: format!("the export's virtual workspace at {url} does not serve it"),
+                    });
+                    continue;
+                }
+                Err(err) => {
+                    return Err(SyncError::api(
+                        format!("listing {} through {url}", sync.name),
+                        err,
+                    ));
+                }
+            };
             sync.upstream.add_shard(&shard);
             sync.upstream.replace_shard(
                 &shard,
@@ -115,7 +160,7 @@ pub async fn survey(
             }
         }
     }
-    let mut plans = Vec::new();
+    let mut work = Vec::new();
     for sync in &connected.resources {
         let keys: BTreeSet<UpstreamKey> = sync
             .upstream
@@ -124,12 +169,15 @@ pub async fn survey(
             .chain(sync.downstream.origins())
             .filter(|k| cluster.is_none_or(|c| c == k.cluster))
             .collect();
-        for key in keys {
-            plans.push(object_plan(sync, &key).await?);
-        }
+        work.extend(keys.into_iter().map(|key| (sync, key)));
     }
+    let mut plans: Vec<ObjectPlan> = futures::stream::iter(work)
+        .map(|(sync, key)| async move { object_plan(sync, &key).await })
+        .buffer_unordered(PLANS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     plans.sort_by(|a, b| (&a.resource, &a.plan.key).cmp(&(&b.resource, &b.plan.key)));
-    Ok(plans)
+    Ok(Survey { plans, unserved })
 }
 
 async fn object_plan(sync: &ResourceSync, key: &UpstreamKey) -> Result<ObjectPlan, SyncError> {

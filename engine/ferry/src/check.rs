@@ -24,7 +24,7 @@ use ferry_sync::plan::{
 use ferry_sync::preview::ObjectPlan;
 use serde::Serialize;
 
-use crate::preview::{Output, describe, headline, plans};
+use crate::preview::{Output, describe, headline, plans, unserved_line};
 
 /// Options of `ferry check`: the same as `ferry preview`'s.
 pub type Args = crate::preview::Args;
@@ -170,10 +170,20 @@ fn summary_line(s: &Summary) -> String {
 
 /// Runs the audit; `Ok(false)` when it found problems (exit code 1).
 pub fn main(args: Args) -> Result<bool> {
-    let plans = plans(&args.config, args.workspace.as_deref())?;
+    let survey = plans(&args.config, args.workspace.as_deref())?;
     let mut summary = Summary::default();
     let mut findings = Vec::new();
-    for object in &plans {
+    // A resource that could not be listed is not proven right: it makes the audit unverified
+    // (exit 1), while every other resource is still audited.
+    for gap in &survey.unserved {
+        summary.unverified += 1;
+        findings.push(Finding {
+            object: gap.resource.clone(),
+            problem: "unserved",
+            detail: unserved_line(gap),
+        });
+    }
+    for object in &survey.plans {
         classify(object, &mut summary, &mut findings);
     }
     match args.output {

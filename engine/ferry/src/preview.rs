@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use ferry_sync::plan::{CopyAction, Placement, StatusPlan, UpstreamState};
-use ferry_sync::preview::{ObjectPlan, survey};
+use ferry_sync::preview::{ObjectPlan, Survey, Unserved, survey};
 
 use crate::{config, run};
 
@@ -34,7 +34,10 @@ pub enum Output {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let plans = plans(&args.config, args.workspace.as_deref())?;
+    let Survey { plans, unserved } = plans(&args.config, args.workspace.as_deref())?;
+    for gap in &unserved {
+        eprintln!("warning: {}", unserved_line(gap));
+    }
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
         Output::Text => print_text(&plans),
@@ -42,8 +45,16 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Why the objects of a resource could not be looked at.
+pub fn unserved_line(gap: &Unserved) -> String {
+    format!(
+        "{} could not be listed ({}): its objects and copies were not audited",
+        gap.resource, gap.why
+    )
+}
+
 /// The engine's plan for every object (of one workspace), from a fresh list of both sides.
-pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<Vec<ObjectPlan>> {
+pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<Survey> {
     run::init_logging("warn");
     let loaded = config::load(config_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
