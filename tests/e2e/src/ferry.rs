@@ -251,6 +251,21 @@ impl Ferry {
         }
     }
 
+    /// The running process's peak resident memory in MiB (`VmHWM`), if it runs.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
     /// Fails if the process exited (e.g. a configuration error), with its log.
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(child) = &mut self.child

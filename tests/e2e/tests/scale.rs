@@ -31,7 +31,7 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
         size("FERRY_SCALE_PER_TENANT", 20),
     );
     // Generous limits: a large run on 2 cores takes minutes; a stall never converges.
-    let limit = Duration::from_secs(300 + (tenants_n * per_tenant) as u64 / 5);
+    let limit = Duration::from_secs(300 + (tenants_n * per_tenant) as u64 / 2);
     let options = FerryOptions {
         defer_start: true,
         ..FerryOptions::default()
@@ -93,8 +93,16 @@ async fn the_first_sync_of_100_objects_in_5_workspaces_to_2_clusters_converges()
             baseline.as_secs_f64(),
             copies_at.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
         );
+        let audit = Instant::now();
         let report = s.ferry.wait_clean(limit).await?;
-        eprintln!("ferry check: {}", report.lines().last().unwrap_or_default());
+        eprintln!(
+            "ferry check: {} ({:.1}s); Ferry's peak RSS: {}",
+            report.lines().last().unwrap_or_default(),
+            audit.elapsed().as_secs_f64(),
+            s.ferry
+                .peak_rss_mib()
+                .map_or("unknown".to_string(), |m| format!("{m:.0} MiB")),
+        );
         Ok(())
     }
     .await;
