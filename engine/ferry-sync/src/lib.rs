@@ -26,6 +26,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod settings;
 pub mod shards;
+mod startup;
 pub mod store;
 pub mod target;
 
@@ -80,15 +81,34 @@ impl Engine {
         self.metrics.clone()
     }
 
-    /// Runs until `shutdown` turns true. Fails early if kcp or the export is not what the
-    /// settings say; afterwards errors are per object (retried, reported) and never stop it.
+    /// Connects to kcp, waiting out a kcp that is down or still starting ([`startup`]);
+    /// `None` if shut down meanwhile.
+    async fn connect(
+        settings: &SyncSettings,
+        metrics: &Arc<Metrics>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Connected>, SyncError> {
+        let connecting = startup::patiently("connecting to kcp", || {
+            Connected::connect(settings.clone(), metrics.clone(), Unexported::Fail)
+        });
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => Ok(None),
+            connected = connecting => connected.map(Some),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. Waits for a kcp that is down or starting; fails early
+    /// if kcp or the export is not what the settings say; afterwards errors are per object
+    /// (retried, reported) and never stop it.
     /// A task of the engine that ends (a bug, a panic) is an error: the process should exit
     /// and be restarted rather than run on with a watch silently gone.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
         let workers = self.settings.workers;
         let resync_period = self.settings.resync;
-        let connected =
-            Connected::connect(self.settings, self.metrics.clone(), Unexported::Fail).await?;
+        let connected = match Self::connect(&self.settings, &self.metrics, &mut shutdown).await? {
+            Some(connected) => connected,
+            None => return Ok(()),
+        };
         let mut tasks = JoinSet::new();
         let mut resources: Vec<Resource> = Vec::new();
         for sync in &connected.resources {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::plugins::PluginChain;
 
 /// Everything [`crate::Engine`] needs.
+#[derive(Clone)]
 pub struct SyncSettings {
     /// kcp connection and the export to serve.
     pub kcp: KcpSettings,
@@ -26,6 +27,7 @@ pub struct SyncSettings {
 }
 
 /// The kcp side.
+#[derive(Clone)]
 pub struct KcpSettings {
     /// Client configuration for Ferry's kcp identity. Its URL may point at any workspace;
     /// the engine keeps only scheme, host and port.
@@ -37,6 +39,7 @@ pub struct KcpSettings {
 }
 
 /// One target cluster.
+#[derive(Clone)]
 pub struct TargetSettings {
     /// Unique name, e.g. `cluster-1`.
     pub name: String,
@@ -51,6 +54,7 @@ pub struct TargetSettings {
 }
 
 /// One synced resource of the export.
+#[derive(Clone)]
 pub struct ResourceSettings {
     /// API group, "" for the core group.
     pub group: String,
