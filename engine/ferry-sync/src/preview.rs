@@ -10,7 +10,6 @@ use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 
 use crate::error::SyncError;
-use crate::metrics::Metrics;
 use crate::plan::{CopyAction, Plan};
 use crate::reconcile::ResourceSync;
 use crate::store::upstream_key;
@@ -50,7 +49,7 @@ pub async fn survey(
     settings: SyncSettings,
     cluster: Option<&str>,
 ) -> Result<Vec<ObjectPlan>, SyncError> {
-    let connected = Connected::connect(settings, Arc::new(Metrics::default())).await?;
+    let connected = Connected::connect(settings).await?;
     let slices: Api<DynamicObject> =
         Api::all_with(connected.provider.clone(), &kcp::endpoint_slices());
     let slice = slices

@@ -330,6 +330,13 @@ impl DownstreamStore {
         write(&self.inner).remove(&copy_ref(target, object))
     }
 
+    /// Whether `object` (a copy on `target`) has another status than the stored one, or
+    /// none is stored.
+    pub fn status_differs(&self, target: &str, object: &DynamicObject) -> bool {
+        self.get(&copy_ref(target, object))
+            .is_none_or(|stored| stored.data.get("status") != object.data.get("status"))
+    }
+
     /// A (re)list of `target` completed: replaces its copies, returns every origin touched.
     pub fn replace_target(&self, target: &str, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
         let mut inner = write(&self.inner);

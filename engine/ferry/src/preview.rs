@@ -50,7 +50,7 @@ pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<V
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let settings = run::settings(&loaded).await?;
+        let settings = run::settings(&loaded, Default::default()).await?;
         let cluster = match workspace {
             Some(workspace) if workspace.contains(':') => Some(
                 logical_cluster_of(&settings.kcp.config, workspace)
@@ -65,7 +65,11 @@ pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<V
 
 async fn logical_cluster_of(config: &kube::Config, path: &str) -> Result<String> {
     let base = ferry_sync::kcp::base_url(config);
-    let client = ferry_sync::kcp::client_for(config, &format!("{base}/clusters/{path}"))?;
+    let client = ferry_sync::kcp::client_for(
+        config,
+        &format!("{base}/clusters/{path}"),
+        &Default::default(),
+    )?;
     Ok(ferry_sync::kcp::logical_cluster(&client).await?)
 }
 
