@@ -44,7 +44,6 @@ pub fn main(args: Args) -> Result<()> {
 
 /// The engine's plan for every object (of one workspace), from a fresh list of both sides.
 pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<Vec<ObjectPlan>> {
-    run::init_logging("warn");
     let loaded = config::load(config_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

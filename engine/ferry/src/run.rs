@@ -27,20 +27,7 @@ pub struct Args {
     metrics_addr: Option<SocketAddr>,
 }
 
-/// Logs to stderr, filtered by `FERRY_LOG` (default `default_filter`).
-pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 pub fn main(args: Args) -> Result<()> {
-    init_logging("info,kube=warn");
     let loaded = config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

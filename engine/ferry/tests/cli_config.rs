@@ -254,3 +254,36 @@ fn a_plugin_file_of_garbage_bytes_stops_start_up_on_one_line_naming_its_key_and_
         assert_eq!(stderr.trim_end().lines().count(), 1, "{command}: {stderr}");
     }
 }
+
+#[test]
+fn with_json_logs_every_stderr_line_is_a_json_object_and_the_last_says_why_it_stopped() {
+    // kcp is not there: `run` logs as it starts, then fails to reach it.
+    let tmp = folder(&config(|c| c));
+    for command in ["run", "check"] {
+        let output = Command::cargo_bin("ferry")
+            .expect("the ferry binary")
+            .current_dir(tmp.path())
+            .env_remove("FERRY_LOG")
+            .args([command, "--config", "ferry.yaml", "--log-format", "json"])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .expect("run ferry");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{command}: {e}: {l:?}"))
+            })
+            .collect();
+        let last = lines.last().expect("a line");
+        assert_eq!(last["level"], "ERROR", "{command}: {stderr}");
+        assert_eq!(last["message"], "stopped", "{command}: {stderr}");
+        assert!(
+            last["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("connection refused")),
+            "{command}: {stderr}"
+        );
+    }
+}
