@@ -272,9 +272,7 @@ fn with_json_logs_every_stderr_line_is_a_json_object_and_the_last_says_why_it_st
         assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
         let lines: Vec<serde_json::Value> = stderr
             .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("{command}: {e}: {l:?}"))
-            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{command}: {e}: {l:?}")))
             .collect();
         let last = lines.last().expect("a line");
         assert_eq!(last["level"], "ERROR", "{command}: {stderr}");
