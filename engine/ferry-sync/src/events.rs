@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use kube::api::{Api, PostParams};
 use kube::discovery::ApiResource;
 
-use crate::metrics::{Metrics, names};
+use crate::metrics::Metrics;
 
 /// The same (reason, message) on the same object is recorded again only after this long.
 const REPEAT_AFTER: Duration = Duration::from_secs(600);
@@ -98,7 +98,7 @@ impl EventRecorder {
         };
         let api: Api<Event> = Api::namespaced(client, &key.namespace);
         match api.create(&PostParams::default(), &event).await {
-            Ok(_) => metrics.inc(names::EVENTS, &[("reason", reason)]),
+            Ok(_) => metrics.event_recorded(reason),
             Err(err) => tracing::warn!(
                 object = %key, %reason, error = %err,
                 "could not record an Event (does the APIBinding accept the export's claim on events?)"

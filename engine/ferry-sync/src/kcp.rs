@@ -1,6 +1,7 @@
 //! The kcp side: the provider workspace, the APIExport's resources and its endpoint slice.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
@@ -8,6 +9,8 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 
 use crate::error::SyncError;
+use crate::metrics::Metrics;
+use crate::metrics::api::counted_client;
 
 /// `https://host:port` of a client configuration, without any `/clusters/…` path.
 pub fn base_url(config: &kube::Config) -> String {
@@ -18,13 +21,18 @@ pub fn base_url(config: &kube::Config) -> String {
     }
 }
 
-/// A client whose requests go under `url` (a workspace or virtual-workspace prefix).
-pub fn client_for(config: &kube::Config, url: &str) -> Result<kube::Client, SyncError> {
+/// A client whose requests go under `url` (a workspace or virtual-workspace prefix), counted
+/// in `metrics` as requests to `kcp`.
+pub fn client_for(
+    config: &kube::Config,
+    url: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<kube::Client, SyncError> {
     let mut config = config.clone();
     config.cluster_url = url
         .parse()
         .map_err(|e| SyncError::Export(format!("invalid URL {url}: {e}")))?;
-    kube::Client::try_from(config)
+    counted_client(config, metrics, "kcp")
         .map_err(|e| SyncError::api(format!("building a client for {url}"), e))
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod explain;
 pub mod kcp;
+pub mod lag;
 pub mod metrics;
 pub mod plan;
 pub mod plugins;
@@ -47,7 +48,7 @@ pub use plugins::{HookError, PluginChain};
 pub use settings::{KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 
 use ferry_core::identity::{self, UpstreamKey};
-use metrics::{Metrics, names};
+use metrics::Metrics;
 use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
 use shards::Shards;
@@ -68,15 +69,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `settings`.
+    /// An engine for `settings`; it records into `settings.metrics`.
     pub fn new(settings: SyncSettings) -> Self {
-        Self {
-            settings,
-            metrics: Arc::new(Metrics::default()),
-        }
+        let metrics = settings.metrics.clone();
+        Self { settings, metrics }
     }
 
-    /// The engine's counters (for a metrics endpoint).
+    /// The engine's metrics (for a metrics endpoint).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
     }
@@ -85,11 +84,10 @@ impl Engine {
     /// `None` if shut down meanwhile.
     async fn connect(
         settings: &SyncSettings,
-        metrics: &Arc<Metrics>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Connected>, SyncError> {
         let connecting = startup::patiently("connecting to kcp", || {
-            Connected::connect(settings.clone(), metrics.clone(), Unexported::Fail)
+            Connected::connect(settings.clone(), Unexported::Fail)
         });
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => Ok(None),
@@ -105,7 +103,7 @@ impl Engine {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
         let workers = self.settings.workers;
         let resync_period = self.settings.resync;
-        let connected = match Self::connect(&self.settings, &self.metrics, &mut shutdown).await? {
+        let connected = match Self::connect(&self.settings, &mut shutdown).await? {
             Some(connected) => connected,
             None => return Ok(()),
         };
@@ -211,22 +209,24 @@ impl Connected {
     /// export; fails with a precise error if kcp or the export is not as configured.
     pub(crate) async fn connect(
         settings: SyncSettings,
-        metrics: Arc<Metrics>,
         unexported_resources: Unexported,
     ) -> Result<Self, SyncError> {
+        let metrics = settings.metrics.clone();
         let kcp_config = settings.kcp.config.clone();
         let base = kcp::base_url(&kcp_config);
         let provider = kcp::client_for(
             &kcp_config,
             &format!("{base}/clusters/{}", settings.kcp.workspace),
+            &metrics,
         )?;
         let provider_cluster = kcp::logical_cluster(&provider).await?;
         tracing::info!(workspace = %settings.kcp.workspace, logical_cluster = %provider_cluster, export = %settings.kcp.export, "provider workspace");
         let mut targets = Vec::new();
         for t in settings.targets {
-            let client = kube::Client::try_from(t.config).map_err(|e| {
-                SyncError::api(format!("building a client for target {}", t.name), e)
-            })?;
+            let client =
+                crate::metrics::api::counted_client(t.config, &metrics, &t.name).map_err(|e| {
+                    SyncError::api(format!("building a client for target {}", t.name), e)
+                })?;
             targets.push(Arc::new(TargetCluster::new(
                 t.name,
                 t.labels,
@@ -236,7 +236,7 @@ impl Connected {
             )));
         }
         let targets = Arc::new(targets);
-        let kcp_clients = Arc::new(KcpClients::new(kcp_config));
+        let kcp_clients = Arc::new(KcpClients::new(kcp_config, metrics.clone()));
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
@@ -272,6 +272,8 @@ impl Connected {
                 kcp: kcp_clients.clone(),
                 events: events.clone(),
                 metrics: metrics.clone(),
+                propagation: Default::default(),
+                status_lag: Default::default(),
                 owner: owner.clone(),
                 target_timeout: settings.target_timeout,
                 status_memo: Default::default(),
@@ -340,15 +342,12 @@ async fn queue_metrics(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
     loop {
         ticker.tick().await;
         let depth = queue.depth();
-        let labels = [("resource", sync.name.as_str())];
-        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        sync.metrics
-            .set(names::QUEUE_READY, &labels, count(depth.ready));
-        sync.metrics
-            .set(names::QUEUE_DELAYED, &labels, count(depth.delayed));
-        let oldest = queue.oldest_ready_age().map_or(0, |age| age.as_secs());
-        sync.metrics
-            .set(names::QUEUE_OLDEST_SECONDS, &labels, oldest);
+        sync.metrics.queue(
+            &sync.name,
+            depth.ready,
+            depth.delayed,
+            queue.oldest_ready_age(),
+        );
         let kept = sync
             .downstream
             .origins()
@@ -362,7 +361,7 @@ async fn queue_metrics(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
             })
             .map(|key| sync.downstream.copies_of(&key).len())
             .sum::<usize>();
-        sync.metrics.set(names::COPIES_KEPT, &labels, count(kept));
+        sync.metrics.copies_kept(&sync.name, kept);
     }
 }
 
@@ -370,7 +369,7 @@ async fn queue_metrics(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
 /// (which also cancels the requests in flight to it); an answer after that marks it
 /// reachable again and enqueues everything, since work for it was skipped meanwhile.
 async fn probe_target(target: Arc<TargetCluster>, resources: Vec<Resource>, metrics: Arc<Metrics>) {
-    metrics.set(names::TARGET_UP, &[("target", target.name())], 1);
+    metrics.target_up(target.name(), true);
     let mut ticker = tokio::time::interval(PROBE_PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -380,7 +379,7 @@ async fn probe_target(target: Arc<TargetCluster>, resources: Vec<Resource>, metr
             Ok(Ok(_)) => {
                 if target.mark_reachable() {
                     tracing::info!(target = %target.name(), "target answers again; resuming its work");
-                    metrics.set(names::TARGET_UP, &[("target", target.name())], 1);
+                    metrics.target_up(target.name(), true);
                     for (sync, queue) in &resources {
                         enqueue_all(sync, queue);
                     }
@@ -389,13 +388,13 @@ async fn probe_target(target: Arc<TargetCluster>, resources: Vec<Resource>, metr
             Ok(Err(err)) => {
                 if target.mark_unreachable() {
                     tracing::warn!(target = %target.name(), error = %explain::api_error(&err), "target unreachable; pausing work for it");
-                    metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                    metrics.target_up(target.name(), false);
                 }
             }
             Err(_) => {
                 if target.mark_unreachable() {
                     tracing::warn!(target = %target.name(), after = ?PROBE_PERIOD, "target does not answer; pausing work for it");
-                    metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                    metrics.target_up(target.name(), false);
                 }
             }
         }
@@ -427,30 +426,52 @@ enum Side {
     Downstream(Arc<TargetCluster>),
 }
 
+/// Every upstream event starts the propagation clock of its object, every copy's status
+/// change the status clock ([`lag`]); the reconcile decides whether it needed a write.
 impl Side {
     /// A completed (re)list replaces what this watch fed before; returns the keys to look at.
     fn replace(&self, sync: &ResourceSync, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
         match self {
             Side::Upstream(shard) => {
                 let mut keys = sync.upstream.replace_shard(shard, objects);
+                keys.iter().for_each(|key| sync.propagation.started(key));
                 // With this shard listed, copies of its objects that are gone are orphans.
                 keys.extend(sync.downstream.origins());
                 keys
             }
-            Side::Downstream(target) => sync.downstream.replace_target(target.name(), objects),
+            Side::Downstream(target) => {
+                let keys = sync.downstream.replace_target(target.name(), objects);
+                keys.iter().for_each(|key| sync.status_lag.started(key));
+                keys
+            }
         }
     }
 
     fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<UpstreamKey> {
         match self {
-            Side::Upstream(shard) => sync.upstream.apply(shard, object),
-            Side::Downstream(target) => sync.downstream.apply(target.name(), object),
+            Side::Upstream(shard) => {
+                let key = sync.upstream.apply(shard, object)?;
+                sync.propagation.started(&key);
+                Some(key)
+            }
+            Side::Downstream(target) => {
+                let status_changed = sync.downstream.status_differs(target.name(), &object);
+                let key = sync.downstream.apply(target.name(), object)?;
+                if status_changed {
+                    sync.status_lag.started(&key);
+                }
+                Some(key)
+            }
         }
     }
 
     fn delete(&self, sync: &ResourceSync, object: &DynamicObject) -> Option<UpstreamKey> {
         match self {
-            Side::Upstream(_) => sync.upstream.delete(object),
+            Side::Upstream(_) => {
+                let key = sync.upstream.delete(object)?;
+                sync.propagation.started(&key);
+                Some(key)
+            }
             Side::Downstream(target) => sync.downstream.delete(target.name(), object),
         }
     }
@@ -624,8 +645,7 @@ async fn watch_bindings(
                 continue;
             }
         }
-        let count = u64::try_from(shards.count(&shard)).unwrap_or(u64::MAX);
-        metrics.set(names::BOUND_WORKSPACES, &[("shard", &shard)], count);
+        metrics.bound_workspaces(&shard, shards.count(&shard));
     }
 }
 

@@ -11,7 +11,6 @@ use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 
 use crate::error::SyncError;
-use crate::metrics::Metrics;
 use crate::plan::{CopyAction, Plan};
 use crate::reconcile::ResourceSync;
 use crate::store::upstream_key;
@@ -73,8 +72,7 @@ const PLANS_IN_FLIGHT: usize = 8;
 /// their origin, of every resource (or of one logical cluster). A resource the virtual workspace
 /// does not serve is reported in [`Survey::unserved`] and the others are still surveyed.
 pub async fn survey(settings: SyncSettings, cluster: Option<&str>) -> Result<Survey, SyncError> {
-    let mut connected =
-        Connected::connect(settings, Arc::new(Metrics::default()), Unexported::Skip).await?;
+    let mut connected = Connected::connect(settings, Unexported::Skip).await?;
     let mut unserved: Vec<Unserved> = std::mem::take(&mut connected.unexported)
         .into_iter()
         .map(|(resource, err)| Unserved {

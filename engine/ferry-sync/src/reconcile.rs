@@ -26,11 +26,13 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::desired::digest;
 use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
-use crate::metrics::{Metrics, names};
+use crate::lag::Lag;
+use crate::metrics::Metrics;
 use crate::plan::{
     self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
     TargetView,
@@ -69,14 +71,16 @@ pub enum Next {
 pub struct KcpClients {
     config: kube::Config,
     clients: Mutex<HashMap<String, kube::Client>>,
+    metrics: Arc<Metrics>,
 }
 
 impl KcpClients {
-    /// Clients with Ferry's kcp identity from `config`.
-    pub fn new(config: kube::Config) -> Self {
+    /// Clients with Ferry's kcp identity from `config`, their requests counted in `metrics`.
+    pub fn new(config: kube::Config, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
             clients: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -85,7 +89,7 @@ impl KcpClients {
         if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(url).cloned()) {
             return Ok(client);
         }
-        let client = crate::kcp::client_for(&self.config, url)?;
+        let client = crate::kcp::client_for(&self.config, url, &self.metrics)?;
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(url.to_string(), client.clone());
         }
@@ -119,8 +123,12 @@ pub struct ResourceSync {
     pub kcp: Arc<KcpClients>,
     /// Events on upstream objects.
     pub events: Arc<EventRecorder>,
-    /// Counters.
+    /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Upstream changes not yet carried to every copy (the propagation latency).
+    pub propagation: Lag,
+    /// Copies' status changes not yet written upstream (the status latency).
+    pub status_lag: Lag,
     /// This installation's owner id ([`identity::owner_id`]).
     pub owner: String,
     /// How long one target's part of a reconcile may take.
@@ -218,7 +226,11 @@ impl ResourceSync {
     pub async fn plan(&self, snapshot: Snapshot) -> Result<Plan, SyncError> {
         let plugins = self.plugins.clone();
         let owner = self.owner.clone();
+        // The blocking thread does not inherit the task's span: without it, plugin log
+        // lines would not say which object they are about.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let cx = PlanContext {
                 owner: &owner,
                 workspace_path: None,
@@ -229,8 +241,15 @@ impl ResourceSync {
         .map_err(|join| SyncError::Internal(format!("planning did not complete: {join}")))
     }
 
-    /// Reconciles `key`; on failure also records an Event on the upstream object.
+    /// Reconciles `key`; on failure also records an Event on the upstream object. Every log
+    /// line on the way is inside [`object_span`], so it names the object.
     pub async fn reconcile(&self, key: &UpstreamKey) -> Result<Next, SyncError> {
+        self.reconcile_inner(key)
+            .instrument(object_span(&self.name, key))
+            .await
+    }
+
+    async fn reconcile_inner(&self, key: &UpstreamKey) -> Result<Next, SyncError> {
         let started = std::time::Instant::now();
         let upstream = self.upstream.get(key);
         let snapshot = self.snapshot(key);
@@ -243,23 +262,21 @@ impl ResourceSync {
             Ok(Next::Wait) => "waiting",
             Err(_) => "error",
         };
-        self.metrics.inc(
-            names::RECONCILES,
-            &[("resource", &self.name), ("result", outcome)],
-        );
-        self.metrics.observe_ms(
-            names::RECONCILE_MS,
-            &[("resource", &self.name)],
-            started.elapsed(),
-        );
+        self.metrics
+            .reconciled(&self.name, outcome, started.elapsed());
+        let finished = matches!(result, Ok(Next::Done));
+        if finished && let Some(latency) = self.propagation.settle(key, started, true) {
+            self.metrics.propagated(&self.name, latency);
+        }
+        if let Some(latency) = self.status_lag.settle(key, started, finished) {
+            self.metrics.status_propagated(&self.name, latency);
+        }
         match &result {
             Ok(_) => self.events.clear(&self.name, key),
             Err(err) => {
-                self.metrics.inc(
-                    names::ERRORS,
-                    &[("resource", &self.name), ("kind", &err.metric_kind())],
-                );
-                tracing::warn!(resource = %self.name, object = %key, error = %err, "reconcile failed");
+                self.metrics
+                    .reconcile_failed(&self.name, &err.metric_kind());
+                tracing::warn!(error = %err, "reconcile failed");
                 if let Some(upstream) = &upstream
                     && let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster)
                 {
@@ -347,7 +364,7 @@ impl ResourceSync {
                 }
             }
             FinalizerPlan::Hold(reason) => {
-                tracing::debug!(resource = %self.name, object = %key, %reason, "deletion in progress");
+                tracing::debug!(%reason, "deletion in progress");
                 wait = true;
             }
             _ => {}
@@ -382,7 +399,7 @@ impl ResourceSync {
                     changes,
                 } => {
                     tracing::info!(
-                        resource = %self.name, object = %key, target = %copy.target,
+                        target = %copy.target,
                         fields = %changes.fields().join(", "),
                         "copy differs from the desired state"
                     );
@@ -391,8 +408,8 @@ impl ResourceSync {
                         .await?;
                 }
                 CopyAction::Delete { uid, reason } => {
-                    tracing::info!(resource = %self.name, object = %key, target = %copy.target, ?reason, "deleting copy");
-                    self.delete_copy(target, copy, uid).await?;
+                    tracing::info!(target = %copy.target, ?reason, "deleting copy");
+                    self.delete_copy(key, target, copy, uid).await?;
                 }
                 CopyAction::AwaitGone => waiting = true,
                 // The target's prober re-enqueues everything when it answers again.
@@ -441,11 +458,9 @@ impl ResourceSync {
         };
         match result {
             Ok(applied) => {
-                self.metrics.inc(
-                    names::DOWNSTREAM_WRITES,
-                    &[("target", &copy.target), ("verb", "apply")],
-                );
-                tracing::info!(resource = %self.name, object = %key, target = %copy.target, "applied");
+                self.metrics.downstream_write(&copy.target, "apply");
+                self.propagation.acted(key);
+                tracing::info!(target = %copy.target, "applied");
                 self.downstream
                     .apply(target.name(), crate::with_types(&self.api, applied));
                 Ok(false)
@@ -504,8 +519,7 @@ impl ResourceSync {
     fn target_error(&self, target: &TargetCluster, action: String, err: kube::Error) -> SyncError {
         if is_transport(&err) && target.mark_unreachable() {
             tracing::warn!(target = %target.name(), error = %crate::explain::api_error(&err), "target unreachable; pausing work for it");
-            self.metrics
-                .set(names::TARGET_UP, &[("target", target.name())], 0);
+            self.metrics.target_up(target.name(), false);
         }
         SyncError::api(action, err)
     }
@@ -572,10 +586,8 @@ impl ResourceSync {
             };
             match result {
                 Ok(_) => {
-                    self.metrics.inc(
-                        names::DOWNSTREAM_WRITES,
-                        &[("target", target.name()), ("verb", "create-namespace")],
-                    );
+                    self.metrics
+                        .downstream_write(target.name(), "create-namespace");
                     target.remember_namespace(namespace, true);
                     return Ok(());
                 }
@@ -610,7 +622,7 @@ impl ResourceSync {
                 Err(_) => {
                     if target.mark_unreachable() {
                         tracing::warn!(target = %target.name(), after = ?self.target_timeout, "target did not answer in time; pausing work for it");
-                        self.metrics.set(names::TARGET_UP, &[("target", target.name())], 0);
+                        self.metrics.target_up(target.name(), false);
                     }
                     Err(SyncError::Timeout {
                         target: target.name().to_string(),
@@ -625,6 +637,7 @@ impl ResourceSync {
     /// Deletes one copy, only if it is still the object Ferry saw (UID precondition).
     async fn delete_copy(
         &self,
+        key: &UpstreamKey,
         target: &TargetCluster,
         copy: &CopyPlan,
         uid: &str,
@@ -646,10 +659,8 @@ impl ResourceSync {
         // watch event arrives must see the copy terminating (or gone), not delete it again.
         match result {
             Ok(answer) => {
-                self.metrics.inc(
-                    names::DOWNSTREAM_WRITES,
-                    &[("target", &copy.target), ("verb", "delete")],
-                );
+                self.metrics.downstream_write(&copy.target, "delete");
+                self.propagation.acted(key);
                 match answer.left() {
                     // Still there, held by a finalizer: terminating.
                     Some(terminating) => {
@@ -716,8 +727,7 @@ impl ResourceSync {
             .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
             .await
             .map_err(|e| SyncError::api(format!("adding finalizer to {}", key.name), e))?;
-        self.metrics
-            .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
+        self.metrics.upstream_write("finalizer");
         self.remember_upstream(upstream, updated);
         Ok(())
     }
@@ -753,7 +763,7 @@ impl ResourceSync {
                 && self.is_own_copy(&found, key)
             {
                 // A copy the store had not seen yet (applied a moment ago).
-                tracing::info!(resource = %self.name, object = %key, target = %target.name(), "a copy appeared before the finalizer was released; deleting it first");
+                tracing::info!(target = %target.name(), "a copy appeared before the finalizer was released; deleting it first");
                 let uid = found.metadata.uid.clone().unwrap_or_default();
                 let terminating = found.metadata.deletion_timestamp.is_some();
                 self.downstream
@@ -765,7 +775,7 @@ impl ResourceSync {
                         name: key.name.clone(),
                         action: CopyAction::AwaitGone,
                     };
-                    self.bounded(target, self.delete_copy(target, &copy, &uid))
+                    self.bounded(target, self.delete_copy(key, target, &copy, &uid))
                         .await?;
                 }
                 return Ok(false);
@@ -789,9 +799,8 @@ impl ResourceSync {
             .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
             .await
             .map_err(|e| SyncError::api(format!("removing finalizer from {}", key.name), e))?;
-        self.metrics
-            .inc(names::UPSTREAM_WRITES, &[("write", "finalizer")]);
-        tracing::info!(resource = %self.name, object = %key, "copies deleted; finalizer removed");
+        self.metrics.upstream_write("finalizer");
+        tracing::info!("copies deleted; finalizer removed");
         Ok(true)
     }
 
@@ -812,8 +821,8 @@ impl ResourceSync {
             .patch_status(&key.name, &PatchParams::default(), &json_patch(patch)?)
             .await
             .map_err(|e| SyncError::api(format!("writing status of {}", key.name), e))?;
-        self.metrics
-            .inc(names::UPSTREAM_WRITES, &[("write", "status")]);
+        self.metrics.upstream_write("status");
+        self.status_lag.acted(key);
         let stored = updated.data.get("status").cloned().unwrap_or(Value::Null);
         if let Ok(mut memo) = self.status_memo.lock() {
             memo.insert(
@@ -831,10 +840,26 @@ impl ResourceSync {
 
     /// Forgets what is only needed while the object exists.
     pub fn forget(&self, key: &UpstreamKey) {
+        self.propagation.forget(key);
+        self.status_lag.forget(key);
         if let Ok(mut memo) = self.status_memo.lock() {
             memo.remove(key);
         }
     }
+}
+
+/// The span of everything Ferry does about one object: its fields (`workspace`: the
+/// logical cluster, `resource`, `namespace`, `object`: the name) are on every log line
+/// inside, so a log pipeline can select one object's or one workspace's history. (Not
+/// `name`: a JSON log line has the span's own name there.)
+pub fn object_span(resource: &str, key: &UpstreamKey) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        workspace = %key.cluster,
+        resource = %resource,
+        namespace = %key.namespace,
+        object = %key.name,
+    )
 }
 
 /// A JSON patch from its operations (the `test` operations make writes to kcp conditional on

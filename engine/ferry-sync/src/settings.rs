@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::plugins::PluginChain;
 
 /// Everything [`crate::Engine`] needs.
@@ -24,6 +25,8 @@ pub struct SyncSettings {
     /// How long one target's part of a reconcile may take before it counts as failed (and is
     /// retried), so an unreachable cluster does not hold up the others.
     pub target_timeout: Duration,
+    /// Where the engine records its metrics (the binary also records plugin calls there).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The kcp side.

@@ -330,6 +330,13 @@ impl DownstreamStore {
         write(&self.inner).remove(&copy_ref(target, object))
     }
 
+    /// Whether `object` (a copy on `target`) has another status than the stored one, or
+    /// none is stored.
+    pub fn status_differs(&self, target: &str, object: &DynamicObject) -> bool {
+        self.get(&copy_ref(target, object))
+            .is_none_or(|stored| stored.data.get("status") != object.data.get("status"))
+    }
+
     /// A (re)list of `target` completed: replaces its copies, returns every origin touched.
     pub fn replace_target(&self, target: &str, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
         let mut inner = write(&self.inner);
@@ -443,5 +450,29 @@ mod tests {
         assert_eq!(store.delete("cluster-1", &copy), Some(key.clone()));
         assert!(store.copies_of(&key).is_empty());
         assert!(store.origins().is_empty());
+    }
+
+    #[test]
+    fn only_a_new_copy_or_another_status_counts_as_a_status_change() {
+        // The status latency starts on a status change only: Ferry's own applies come back
+        // through the watch with the status they had.
+        let store = DownstreamStore::default();
+        let key = UpstreamKey::new("ws", "demo", "web");
+        let copy = |status: serde_json::Value, spec: i64| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": key.downstream_namespace(),
+                    "labels": identity_labels(&key, "uid-1", "owner-1"),
+                    "annotations": identity_annotations(&key, None)},
+                "spec": {"replicas": spec},
+                "status": status,
+            }))
+            .expect("object")
+        };
+        assert!(store.status_differs("cluster-1", &copy(json!({}), 1)));
+        store.apply("cluster-1", copy(json!({}), 1));
+        assert!(!store.status_differs("cluster-1", &copy(json!({}), 2)));
+        assert!(store.status_differs("cluster-1", &copy(json!({"replicas": 1}), 1)));
+        assert!(store.status_differs("cluster-2", &copy(json!({}), 1)));
     }
 }

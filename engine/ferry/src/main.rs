@@ -4,6 +4,7 @@
 mod chain;
 mod check;
 mod config;
+mod logging;
 mod plugin;
 mod plugin_lookup;
 mod preview;
@@ -22,6 +23,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log
+    /// pipelines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "FERRY_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +51,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `plugin` subcommands print their own reports and do not log.
+    let logs = match &cli.command {
+        Command::Run(_) => Some("info,kube=warn"),
+        Command::Preview(_) | Command::Check(_) => Some("warn"),
+        Command::Plugin(_) => None,
+    };
+    if let Some(default_filter) = logs {
+        logging::init(cli.log_format, default_filter);
+    }
+    let json = logs.is_some() && cli.log_format == logging::LogFormat::Json;
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Plugin(args) => plugin::main(args),
@@ -57,6 +78,12 @@ fn main() -> ExitCode {
             if let Some(failure) = err.downcast_ref::<plugin::Failure>() {
                 eprintln!("error: {failure}");
                 return ExitCode::from(failure.code);
+            }
+            // A log pipeline reads the reason the process ended like any other line.
+            if json {
+                tracing::error!(error = %format!("{err:#}"), "stopped");
+                let config = err.downcast_ref::<config::ConfigError>().is_some();
+                return ExitCode::from(if config { 2 } else { 1 });
             }
             // A configuration error lists one problem per line under its header.
             if err.downcast_ref::<config::ConfigError>().is_some() {

@@ -55,13 +55,12 @@ pub fn unserved_line(gap: &Unserved) -> String {
 
 /// The engine's plan for every object (of one workspace), from a fresh list of both sides.
 pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<Survey> {
-    run::init_logging("warn");
     let loaded = config::load(config_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let settings = run::settings(&loaded).await?;
+        let settings = run::settings(&loaded, Default::default()).await?;
         let cluster = match workspace {
             Some(workspace) if workspace.contains(':') => Some(
                 logical_cluster_of(&settings.kcp.config, workspace)
@@ -76,7 +75,11 @@ pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<S
 
 async fn logical_cluster_of(config: &kube::Config, path: &str) -> Result<String> {
     let base = ferry_sync::kcp::base_url(config);
-    let client = ferry_sync::kcp::client_for(config, &format!("{base}/clusters/{path}"))?;
+    let client = ferry_sync::kcp::client_for(
+        config,
+        &format!("{base}/clusters/{path}"),
+        &Default::default(),
+    )?;
     Ok(ferry_sync::kcp::logical_cluster(&client).await?)
 }
 

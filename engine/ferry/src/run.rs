@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use ferry_sync::metrics::Metrics;
 use ferry_sync::settings::defaults;
 use ferry_sync::{Engine, KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
-use ferry_wasm::{Limits, PluginOptions, Runtime, RuntimeConfig};
+use ferry_wasm::{CallReport, Limits, PluginOptions, Runtime, RuntimeConfig};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::io::AsyncWriteExt;
 
@@ -27,20 +27,7 @@ pub struct Args {
     metrics_addr: Option<SocketAddr>,
 }
 
-/// Logs to stderr, filtered by `FERRY_LOG` (default `default_filter`).
-pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 pub fn main(args: Args) -> Result<()> {
-    init_logging("info,kube=warn");
     let loaded = config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,6 +62,7 @@ fn load_plugin(
     loaded: &config::Loaded,
     key: &str,
     reference: &PluginRef,
+    metrics: &Arc<Metrics>,
 ) -> Result<ferry_wasm::Plugin> {
     let mut limits = Limits::default();
     if let Some(ms) = reference.deadline_ms {
@@ -86,7 +74,8 @@ fn load_plugin(
     let options = PluginOptions::default()
         .name(reference.plugin.clone())
         .config(reference.config.clone())
-        .limits(limits);
+        .limits(limits)
+        .observer(plugin_call_observer(metrics.clone()));
     let path = loaded.plugin_path(key);
     runtime.load_file(path, options).with_context(|| {
         format!(
@@ -97,8 +86,21 @@ fn load_plugin(
     })
 }
 
+/// Records every plugin hook call in `metrics`.
+fn plugin_call_observer(metrics: Arc<Metrics>) -> impl Fn(&CallReport<'_>) + Send + Sync {
+    move |call| {
+        metrics.plugin_call(
+            call.plugin,
+            call.hook,
+            call.error,
+            call.elapsed,
+            call.peak_memory,
+        );
+    }
+}
+
 async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result<()> {
-    let settings = settings(&loaded).await?;
+    let settings = settings(&loaded, Arc::new(Metrics::default())).await?;
     let engine = Engine::new(settings);
     if let Some(addr) = metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -125,8 +127,9 @@ async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result
 }
 
 /// The engine's settings from a validated configuration: plugins loaded (and configured),
-/// kubeconfigs read. Shared by `ferry run` and `ferry preview`.
-pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
+/// kubeconfigs read, plugin calls and API requests recorded in `metrics`. Shared by
+/// `ferry run` and `ferry preview`.
+pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<SyncSettings> {
     let config = &loaded.config;
     let runtime = Runtime::new(RuntimeConfig::default()).context("starting the Wasm runtime")?;
     let mut resources = Vec::new();
@@ -138,12 +141,14 @@ pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
                 loaded,
                 &format!("{key}.placement"),
                 &resource.placement,
+                &metrics,
             )?,
             transform: load_plugin(
                 &runtime,
                 loaded,
                 &format!("{key}.transform"),
                 &resource.transform,
+                &metrics,
             )?,
             status: match &resource.status {
                 Some(reference) => Some(load_plugin(
@@ -151,6 +156,7 @@ pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
                     loaded,
                     &format!("{key}.status"),
                     reference,
+                    &metrics,
                 )?),
                 None => None,
             },
@@ -200,6 +206,7 @@ pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
             .engine
             .target_timeout_seconds
             .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
+        metrics,
     })
 }
 

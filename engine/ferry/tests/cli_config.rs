@@ -254,3 +254,94 @@ fn a_plugin_file_of_garbage_bytes_stops_start_up_on_one_line_naming_its_key_and_
         assert_eq!(stderr.trim_end().lines().count(), 1, "{command}: {stderr}");
     }
 }
+
+#[test]
+fn with_json_logs_every_stderr_line_is_a_json_object_and_the_last_says_why_it_stopped() {
+    // kcp is not there: `check` logs as it starts, then fails to reach it and says so last.
+    let tmp = folder(&config(|c| c));
+    let output = Command::cargo_bin("ferry")
+        .expect("the ferry binary")
+        .current_dir(tmp.path())
+        .env_remove("FERRY_LOG")
+        .args(["check", "--config", "ferry.yaml", "--log-format", "json"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run ferry");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines = json_lines(&stderr);
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    assert_eq!(last["message"], "stopped", "{stderr}");
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_waits_for_an_unreachable_kcp_and_says_so_in_json() {
+    // An operator restarted while kcp is down waits for it (a crash loop would hold every
+    // resource up for the back-off); each attempt is a JSON warning naming the cause.
+    let tmp = folder(&config(|c| c));
+    let binary = assert_cmd::cargo::cargo_bin("ferry");
+    let mut child = std::process::Command::new(binary)
+        .current_dir(tmp.path())
+        .env_remove("FERRY_LOG")
+        .args(["run", "--config", "ferry.yaml", "--log-format", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ferry");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Plugins load first (slow on a busy machine); then one warning per attempt, 1 s apart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let (mut seen, mut waits) = (Vec::new(), 0);
+    while waits < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = received.recv_timeout(left) else {
+            break;
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        if json["level"] == "WARN"
+            && json["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("connecting to kcp"))
+            && json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("connection refused"))
+        {
+            waits += 1;
+        }
+        seen.push(line);
+    }
+    let still_running = child.try_wait().expect("poll ferry").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.join("\n");
+    assert!(waits >= 2, "expected a warning per attempt: {seen}");
+    assert!(still_running, "ferry run exited instead of waiting: {seen}");
+}
+
+/// Every line of `stderr` parsed as JSON (a line that is not fails the test).
+fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}

@@ -139,6 +139,8 @@ pub struct FerryOptions {
     pub defer_start: bool,
     /// Context of the kcp kubeconfig Ferry uses (`root`: the admin; `user`: a non-admin).
     pub kcp_context: String,
+    /// `--log-format` (`text` or `json`).
+    pub log_format: String,
 }
 
 impl Default for FerryOptions {
@@ -151,6 +153,7 @@ impl Default for FerryOptions {
             target_timeout_seconds: 30,
             defer_start: false,
             kcp_context: "root".into(),
+            log_format: "text".into(),
         }
     }
 }
@@ -165,6 +168,8 @@ pub struct Ferry {
     pub config: PathBuf,
     /// Port of the metrics endpoint.
     pub metrics_port: u16,
+    /// `--log-format`.
+    log_format: String,
 }
 
 impl Ferry {
@@ -214,6 +219,7 @@ impl Ferry {
             dir,
             config,
             metrics_port,
+            log_format: options.log_format.clone(),
         };
         if !options.defer_start {
             ferry.restart()?;
@@ -233,6 +239,7 @@ impl Ferry {
             .args(["run", "--config"])
             .arg(&self.config)
             .arg(format!("--metrics-addr=127.0.0.1:{}", self.metrics_port))
+            .arg(format!("--log-format={}", self.log_format))
             .env("FERRY_LOG", "info,ferry_sync=debug,kube=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -279,16 +286,34 @@ impl Ferry {
     /// The sum of a counter over its labels, from the running process's metrics endpoint
     /// (counters start at zero with each process).
     pub async fn metric(&self, name: &str) -> Result<u64> {
+        Ok(self
+            .scrape_text()
+            .await?
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
+    /// The body of the metrics endpoint (the Prometheus text format).
+    pub async fn scrape_text(&self) -> Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
         socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
         let mut text = String::new();
         socket.read_to_string(&mut text).await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum())
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or(text.as_str(), |(_, body)| body);
+        Ok(body.to_string())
+    }
+
+    /// The metrics endpoint, parsed as a scraper reads it.
+    pub async fn scrape(&self) -> Result<prometheus_parse::Scrape> {
+        let text = self.scrape_text().await?;
+        Ok(prometheus_parse::Scrape::parse(
+            text.lines().map(|l| Ok(l.to_string())),
+        )?)
     }
 
     /// Runs `ferry check` with this configuration: the audit of both sides that tests use
