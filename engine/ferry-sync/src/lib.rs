@@ -19,6 +19,7 @@ pub mod events;
 pub mod explain;
 pub mod kcp;
 pub mod metrics;
+pub mod namespace;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -199,6 +200,7 @@ impl Connected {
                 client,
                 t.max_in_flight,
                 t.writes_per_second,
+                settings.pod_security,
             )));
         }
         let targets = Arc::new(targets);

@@ -23,6 +23,8 @@ pub struct SyncSettings {
     /// How long one target's part of a reconcile may take before it counts as failed (and is
     /// retried), so an unreachable cluster does not hold up the others.
     pub target_timeout: Duration,
+    /// Pod Security Admission level of the namespaces Ferry creates on targets.
+    pub pod_security: crate::namespace::PodSecurityLevel,
 }
 
 /// The kcp side.

@@ -200,6 +200,7 @@ pub async fn settings(loaded: &config::Loaded) -> Result<SyncSettings> {
             .engine
             .target_timeout_seconds
             .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
+        pod_security: config.namespaces.pod_security,
     })
 }
 
