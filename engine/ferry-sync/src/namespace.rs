@@ -99,7 +99,8 @@ mod tests {
         assert_eq!(PodSecurityLevel::default(), PodSecurityLevel::Baseline);
         let level: PodSecurityLevel = serde_json::from_value(json!("privileged")).expect("valid");
         assert_eq!(level, PodSecurityLevel::Privileged);
-        let err = serde_json::from_value::<PodSecurityLevel>(json!("strict")).unwrap_err();
+        let err =
+            serde_json::from_value::<PodSecurityLevel>(json!("strict")).expect_err("unknown level");
         assert!(err.to_string().contains("baseline"), "{err}");
     }
 

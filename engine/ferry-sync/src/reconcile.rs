@@ -396,11 +396,14 @@ impl ResourceSync {
                     self.delete_copy(target, copy, uid).await?;
                 }
                 CopyAction::AwaitGone => waiting = true,
+                // The namespace is verified once per process even when the copy needs no
+                // write (one read; a write only if it lacks the Pod Security level), so a
+                // namespace created by an older Ferry is labelled after an upgrade.
+                CopyAction::Unchanged => {
+                    self.ensure_namespace(target, &copy.namespace, key).await?;
+                }
                 // The target's prober re-enqueues everything when it answers again.
-                CopyAction::TargetUnreachable
-                | CopyAction::Unchanged
-                | CopyAction::Failed { .. }
-                | CopyAction::Skip => {}
+                CopyAction::TargetUnreachable | CopyAction::Failed { .. } | CopyAction::Skip => {}
             }
         }
         Ok(waiting)

@@ -163,8 +163,14 @@ mod tests {
 
     #[test]
     fn a_service_without_external_ips_or_with_an_empty_list_passes() {
-        assert_eq!(check_external_ips(&service(json!({"ports": []})), false), Ok(()));
-        assert_eq!(check_external_ips(&service(json!({"externalIPs": []})), false), Ok(()));
+        assert_eq!(
+            check_external_ips(&service(json!({"ports": []})), false),
+            Ok(())
+        );
+        assert_eq!(
+            check_external_ips(&service(json!({"externalIPs": []})), false),
+            Ok(())
+        );
     }
 
     #[test]
