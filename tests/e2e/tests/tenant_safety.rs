@@ -56,17 +56,26 @@ async fn a_privileged_pod_is_refused_downstream_and_the_tenant_sees_why_in_kcp()
             );
         }
         // The ReplicaSet controller on each target is refused the Pods and says so in a
-        // ReplicaFailure condition; deployment-status carries it back, naming the targets.
-        let upstream = s
-            .wait_upstream(0, "root-kit", "ReplicaFailure in the status", |o| {
-                replica_failure(o).is_some()
+        // ReplicaFailure condition; deployment-status carries it back, naming the targets
+        // (the clusters' controllers report at their own pace: wait for both).
+        let from_every_cluster = |o: Option<&DynamicObject>| {
+            replica_failure(o).is_some_and(|c| {
+                let message = c["message"].as_str().unwrap_or_default();
+                CLUSTERS
+                    .iter()
+                    .all(|cluster| message.contains(&format!("{cluster}: pods ")))
             })
+        };
+        let upstream = s
+            .wait_upstream(
+                0,
+                "root-kit",
+                "ReplicaFailure from every cluster in the status",
+                from_every_cluster,
+            )
             .await?;
         let condition = replica_failure(upstream.as_ref()).context("condition")?;
         let message = condition["message"].as_str().unwrap_or_default();
-        for cluster in CLUSTERS {
-            assert!(message.contains(&format!("{cluster}: ")), "{message}");
-        }
         assert!(
             message.contains("violates PodSecurity \"baseline") && message.contains("privileged"),
             "{message}"
