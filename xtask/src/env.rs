@@ -263,6 +263,9 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             format!("--tls-private-key-file={}", pki.serving_key.display()),
             format!("--client-ca-file={}", pki.ca_cert.display()),
             "--authorization-mode=RBAC".into(),
+            // As on kubeadm, kind and managed clusters: privileged containers pass API
+            // validation, and Pod Security Admission is what refuses them in a namespace.
+            "--allow-privileged=true".into(),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             format!(
                 "--service-account-key-file={}",

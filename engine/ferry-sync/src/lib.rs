@@ -20,6 +20,7 @@ pub mod explain;
 pub mod kcp;
 pub mod lag;
 pub mod metrics;
+pub mod namespace;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -233,6 +234,7 @@ impl Connected {
                 client,
                 t.max_in_flight,
                 t.writes_per_second,
+                settings.pod_security,
             )));
         }
         let targets = Arc::new(targets);

@@ -33,6 +33,8 @@ use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
 use crate::lag::Lag;
 use crate::metrics::Metrics;
+
+use crate::namespace;
 use crate::plan::{
     self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
     TargetView,
@@ -412,11 +414,14 @@ impl ResourceSync {
                     self.delete_copy(key, target, copy, uid).await?;
                 }
                 CopyAction::AwaitGone => waiting = true,
+                // The namespace is verified once per process even when the copy needs no
+                // write (one read; a write only if it lacks the Pod Security level), so a
+                // namespace created by an older Ferry is labelled after an upgrade.
+                CopyAction::Unchanged => {
+                    self.ensure_namespace(target, &copy.namespace, key).await?;
+                }
                 // The target's prober re-enqueues everything when it answers again.
-                CopyAction::TargetUnreachable
-                | CopyAction::Unchanged
-                | CopyAction::Failed { .. }
-                | CopyAction::Skip => {}
+                CopyAction::TargetUnreachable | CopyAction::Failed { .. } | CopyAction::Skip => {}
             }
         }
         Ok(waiting)
@@ -562,19 +567,17 @@ impl ResourceSync {
                         reason: "exists and is not Ferry's namespace for this workspace".into(),
                     });
                 }
+                if namespace::needs_level(&labels, target.pod_security) {
+                    // Created before the level was configured (or by an older Ferry): the
+                    // tenant's Pods there must not escape Pod Security Admission.
+                    self.label_namespace(target, namespace, key).await?;
+                }
                 target.remember_namespace(namespace, true);
                 return Ok(());
             }
-            let object = json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": namespace,
-                    "resourceVersion": CREATE_ONLY,
-                    "labels": { identity::MANAGED_BY: MANAGER, identity::CLUSTER: key.cluster },
-                    "annotations": { identity::NAMESPACE: key.namespace },
-                },
-            });
+            let mut object =
+                namespace::desired(namespace, &key.cluster, &key.namespace, target.pod_security);
+            object["metadata"]["resourceVersion"] = json!(CREATE_ONLY);
             let result = {
                 let _permit = target.limiter.acquire().await;
                 api.patch(
@@ -606,6 +609,34 @@ impl ResourceSync {
             "namespace {namespace} on {} keeps changing while Ferry creates it",
             target.name()
         )))
+    }
+
+    /// Applies Ferry's namespace object again over an existing namespace of Ferry's, so it
+    /// gets the configured Pod Security level.
+    async fn label_namespace(
+        &self,
+        target: &TargetCluster,
+        name: &str,
+        key: &UpstreamKey,
+    ) -> Result<(), SyncError> {
+        let api: Api<Namespace> = Api::all(target.client.clone());
+        let object = namespace::desired(name, &key.cluster, &key.namespace, target.pod_security);
+        let result = {
+            let _permit = target.limiter.acquire().await;
+            api.patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(&object))
+                .await
+        };
+        result.map_err(|e| {
+            self.target_error(
+                target,
+                format!("labelling namespace {name} on {}", target.name()),
+                e,
+            )
+        })?;
+        self.metrics
+            .downstream_write(target.name(), "label-namespace");
+        tracing::info!(target = %target.name(), namespace = %name, level = %target.pod_security, "namespace given the pod security level");
+        Ok(())
     }
 
     /// Runs one target's part of a reconcile within [`ResourceSync::target_timeout`], and

@@ -27,6 +27,8 @@ pub struct SyncSettings {
     pub target_timeout: Duration,
     /// Where the engine records its metrics (the binary also records plugin calls there).
     pub metrics: Arc<Metrics>,
+    /// Pod Security Admission level of the namespaces Ferry creates on targets.
+    pub pod_security: crate::namespace::PodSecurityLevel,
 }
 
 /// The kcp side.

@@ -10,6 +10,8 @@ use ferry_core::Target;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use crate::namespace::PodSecurityLevel;
+
 /// Paces mutating requests: at most `max_in_flight` at once and `per_second` sustained.
 pub struct WriteLimiter {
     in_flight: Semaphore,
@@ -69,6 +71,8 @@ pub struct TargetCluster {
     /// Downstream namespaces verified (or created) as Ferry's on this cluster, so that
     /// steady state needs no namespace request at all.
     pub namespaces: Mutex<HashSet<String>>,
+    /// The Pod Security Admission level of the namespaces Ferry creates here.
+    pub pod_security: PodSecurityLevel,
     /// Whether the cluster answers (see [`TargetCluster::mark_unreachable`]).
     reachable: AtomicBool,
     /// Bumped each time the cluster becomes unreachable: requests in flight to it watch
@@ -84,12 +88,14 @@ impl TargetCluster {
         client: kube::Client,
         max_in_flight: usize,
         per_second: f64,
+        pod_security: PodSecurityLevel,
     ) -> Self {
         Self {
             target: Target { name, labels },
             client,
             limiter: WriteLimiter::new(max_in_flight, per_second),
             namespaces: Mutex::new(HashSet::new()),
+            pod_security,
             reachable: AtomicBool::new(true),
             lost: tokio::sync::watch::Sender::new(0),
         }
@@ -163,6 +169,7 @@ mod tests {
             kube::Client::try_from(config).expect("client"),
             1,
             1.0,
+            PodSecurityLevel::default(),
         ));
         let waiting = tokio::spawn({
             let target = target.clone();

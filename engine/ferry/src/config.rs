@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use ferry_sync::namespace::PodSecurityLevel;
 use ferry_sync::settings::defaults;
 use serde::Deserialize;
 
@@ -28,6 +29,18 @@ pub struct Config {
     /// Engine tuning.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// How Ferry sets up the namespaces it creates on targets.
+    #[serde(default)]
+    pub namespaces: NamespacesConfig,
+}
+
+/// `namespaces:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespacesConfig {
+    /// Pod Security Admission level enforced in them (default `baseline`).
+    #[serde(default)]
+    pub pod_security: PodSecurityLevel,
 }
 
 /// `kcp:`.
@@ -562,6 +575,39 @@ plugins: {dir: plugins}
         assert_eq!(
             loaded.plugin_path("resources[0].placement"),
             dir.join("plugins/label-placement.wasm")
+        );
+    }
+
+    #[test]
+    fn the_pod_security_level_defaults_to_baseline_and_can_be_set() {
+        let dir = temp_dir("psa");
+        let loaded = load(&write(&dir, "ferry.yaml", VALID)).expect("valid");
+        assert_eq!(
+            loaded.config.namespaces.pod_security,
+            PodSecurityLevel::Baseline
+        );
+        let text = format!("{VALID}namespaces: {{podSecurity: restricted}}\n");
+        let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("valid");
+        assert_eq!(
+            loaded.config.namespaces.pod_security,
+            PodSecurityLevel::Restricted
+        );
+    }
+
+    #[test]
+    fn an_unknown_pod_security_level_is_refused_with_its_key_and_the_levels() {
+        let dir = temp_dir("psa-bad");
+        let text = format!("{VALID}namespaces: {{podSecurity: strict}}\n");
+        let err = load(&write(&dir, "ferry.yaml", &text)).expect_err("unknown level");
+        let [(key, problem)] = err.problems.as_slice() else {
+            panic!("one problem expected: {:?}", err.problems);
+        };
+        assert_eq!(key, "namespaces.podSecurity");
+        assert!(
+            problem.contains("strict")
+                && problem.contains("baseline")
+                && problem.contains("restricted"),
+            "{problem}"
         );
     }
 

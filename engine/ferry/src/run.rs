@@ -207,6 +207,7 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
             .target_timeout_seconds
             .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
         metrics,
+        pod_security: config.namespaces.pod_security,
     })
 }
 

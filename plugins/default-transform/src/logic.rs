@@ -115,3 +115,67 @@ fn take_map(metadata: &mut Map<String, Value>, key: &str) -> Map<String, Value> 
         _ => Map::new(),
     }
 }
+
+/// Refuses a Service that asks for `spec.externalIPs` unless `allowed`: any tenant could
+/// otherwise intercept traffic the target cluster's nodes send to an address it does not own
+/// (CVE-2020-8554). An empty list asks for nothing and passes.
+pub fn check_external_ips(object: &Value, allowed: bool) -> Result<(), String> {
+    if allowed || object.get("kind").and_then(Value::as_str) != Some("Service") {
+        return Ok(());
+    }
+    let ips = match object.pointer("/spec/externalIPs") {
+        Some(Value::Array(ips)) if !ips.is_empty() => ips,
+        _ => return Ok(()),
+    };
+    let shown: Vec<&str> = ips.iter().filter_map(Value::as_str).collect();
+    Err(format!(
+        "Service spec.externalIPs ({}) is refused: external IPs let a Service capture traffic \
+         for addresses it does not own on the target cluster (CVE-2020-8554); set \
+         `allowExternalIPs: true` in default-transform's configuration to allow them",
+        shown.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn service(spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": spec})
+    }
+
+    #[test]
+    fn a_service_with_external_ips_is_refused_naming_them_and_the_cve() {
+        let err = check_external_ips(&service(json!({"externalIPs": ["203.0.113.7"]})), false)
+            .expect_err("refused");
+        assert!(err.contains("203.0.113.7"), "{err}");
+        assert!(err.contains("CVE-2020-8554"), "{err}");
+        assert!(err.contains("allowExternalIPs"), "{err}");
+    }
+
+    #[test]
+    fn external_ips_pass_when_the_configuration_allows_them() {
+        let object = service(json!({"externalIPs": ["203.0.113.7"]}));
+        assert_eq!(check_external_ips(&object, true), Ok(()));
+    }
+
+    #[test]
+    fn a_service_without_external_ips_or_with_an_empty_list_passes() {
+        assert_eq!(
+            check_external_ips(&service(json!({"ports": []})), false),
+            Ok(())
+        );
+        assert_eq!(
+            check_external_ips(&service(json!({"externalIPs": []})), false),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn other_kinds_are_not_judged_by_a_field_of_the_same_name() {
+        let object = json!({"kind": "Deployment", "spec": {"externalIPs": ["203.0.113.7"]}});
+        assert_eq!(check_external_ips(&object, false), Ok(()));
+    }
+}

@@ -141,6 +141,10 @@ pub struct FerryOptions {
     pub kcp_context: String,
     /// `--log-format` (`text` or `json`).
     pub log_format: String,
+    /// Kubeconfigs of `cluster-1` and `cluster-2`, in that order; empty: the admin ones.
+    pub target_kubeconfigs: Vec<PathBuf>,
+    /// YAML appended to the configuration as is (top-level sections such as `namespaces:`).
+    pub extra_config: String,
 }
 
 impl Default for FerryOptions {
@@ -154,6 +158,8 @@ impl Default for FerryOptions {
             defer_start: false,
             kcp_context: "root".into(),
             log_format: "text".into(),
+            target_kubeconfigs: Vec::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -182,7 +188,14 @@ impl Ferry {
         ));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("ferry.yaml");
-        let text = format!(
+        let target_kubeconfig = |i: usize| {
+            options
+                .target_kubeconfigs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| env.cluster_kubeconfig(crate::CLUSTERS[i]))
+        };
+        let mut text = format!(
             "kcp:\n  kubeconfig: {kcp}\n  context: {context}\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
              targets:\n\
              - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}}}\n\
@@ -201,8 +214,8 @@ impl Ferry {
             kcp = env.kcp_kubeconfig().display(),
             context = options.kcp_context,
             workspace = provider.path,
-            c1 = env.cluster_kubeconfig("cluster-1").display(),
-            c2 = env.cluster_kubeconfig("cluster-2").display(),
+            c1 = target_kubeconfig(0).display(),
+            c2 = target_kubeconfig(1).display(),
             placement = options.placement_default,
             transform = options.transform,
             status = options.status,
@@ -210,6 +223,7 @@ impl Ferry {
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
         );
+        text.push_str(&options.extra_config);
         std::fs::write(&config, text)?;
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
