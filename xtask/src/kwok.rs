@@ -73,6 +73,11 @@ pub fn args(kubeconfig: &Path) -> Vec<String> {
         format!("--kubeconfig={}", kubeconfig.display()),
         format!("--config={}", stages_file().display()),
         format!("--manage-nodes-with-annotation-selector={key}={value}"),
+        // Node Leases, renewed every 10 s (a quarter of this): they keep the nodes Ready.
+        // Without them (kwok's default when run alone) the only heartbeat is the node status
+        // every ~10 minutes, the node lifecycle controller marks the nodes NotReady after 50 s,
+        // which turns every Pod unready for good (kwok makes only Pending Pods ready).
+        "--node-lease-duration-seconds=40".into(),
         // Pod IPs are invented from this range; it has room for every Pod the nodes can hold.
         // (No --server-address or --node-port: kwok then serves no port; nothing talks to
         // the fake kubelets here.)
