@@ -28,6 +28,7 @@ pub mod settings;
 pub mod shards;
 pub mod store;
 pub mod target;
+pub mod uninstall;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

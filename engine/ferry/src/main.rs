@@ -1,5 +1,5 @@
-//! `ferry`: run the sync engine (`ferry run`), and write, test and try plugins
-//! (`ferry plugin test|run|new`).
+//! `ferry`: run the sync engine (`ferry run`), audit it (`preview`, `check`), remove it
+//! (`uninstall`), and write, test and try plugins (`ferry plugin test|run|new`).
 
 mod chain;
 mod check;
@@ -8,6 +8,7 @@ mod plugin;
 mod plugin_lookup;
 mod preview;
 mod run;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,10 @@ enum Command {
     /// Audit both sides: report copies missing, orphaned, divergent or duplicated, stale
     /// statuses and stuck finalizers. Read-only; exit code 0 when clean, 1 when not.
     Check(check::Args),
+    /// Remove Ferry's finalizer from every upstream object (tenants' deletes then complete
+    /// without Ferry) and, with --delete-copies, its copies and namespaces on every target.
+    /// Stop Ferry first. Exit code 0 when done, 1 when a step failed, 2 on bad input.
+    Uninstall(uninstall::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,11 @@ fn main() -> ExitCode {
         Command::Plugin(args) => plugin::main(args),
         Command::Preview(args) => preview::main(args),
         Command::Check(args) => match check::main(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(err) => Err(err),
+        },
+        Command::Uninstall(args) => match uninstall::main(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
             Err(err) => Err(err),
