@@ -524,8 +524,7 @@ fn start_kwok(launcher: &mut Launcher<'_>, deadline: Instant, cluster: &ClusterP
     let manifest = cluster.dir.join("kwok-nodes.json");
     std::fs::write(&manifest, kwok::nodes_manifest())?;
     let path = manifest.display().to_string();
-    kubectl(&cluster.kubeconfig, &["apply", "-f", &path])
-        .context("creating the fake nodes")?;
+    kubectl(&cluster.kubeconfig, &["apply", "-f", &path]).context("creating the fake nodes")?;
     let name = format!("{}-kwok", cluster.name);
     launcher.spawn(&name, &KWOK.bin("kwok"), &kwok::args(&cluster.kubeconfig))?;
     wait_until(launcher, deadline, &name, || {

@@ -113,7 +113,10 @@ mod tests {
         let items = list["items"].as_array().expect("items");
         assert_eq!(items.len(), NODES);
         for node in items {
-            assert_eq!(node["metadata"]["annotations"]["kwok.x-k8s.io/node"], "fake");
+            assert_eq!(
+                node["metadata"]["annotations"]["kwok.x-k8s.io/node"],
+                "fake"
+            );
             assert_eq!(node["status"]["capacity"]["pods"], "50");
         }
     }

@@ -85,7 +85,11 @@ impl UninstallReport {
     /// The closing line operators and tests read.
     pub fn summary_line(&self) -> String {
         let t = self.totals();
-        let verb = if self.dry_run { "would remove" } else { "removed" };
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         format!(
             "{} workspaces: {verb} {} finalizers, {} copies, {} namespaces; {} namespaces kept, \
              {} failures",
@@ -119,7 +123,10 @@ pub fn finalizer_removal(object: &DynamicObject) -> Option<Value> {
 /// and the logical cluster it stands for. Ferry never deletes any other namespace.
 pub fn is_ferry_namespace(namespace: &Namespace) -> bool {
     let labels = namespace.metadata.labels.as_ref();
-    labels.and_then(|l| l.get(identity::MANAGED_BY)).map(String::as_str) == Some(MANAGER)
+    labels
+        .and_then(|l| l.get(identity::MANAGED_BY))
+        .map(String::as_str)
+        == Some(MANAGER)
         && labels.is_some_and(|l| l.contains_key(identity::CLUSTER))
 }
 
@@ -165,7 +172,9 @@ async fn remove_finalizers(
                 list.items
                     .iter()
                     .filter(|b| {
-                        b.data.pointer("/spec/reference/export/name").and_then(Value::as_str)
+                        b.data
+                            .pointer("/spec/reference/export/name")
+                            .and_then(Value::as_str)
                             == Some(connected.export.as_str())
                     })
                     .filter_map(|b| crate::store::upstream_key(b).map(|k| k.cluster)),
@@ -227,7 +236,12 @@ async fn remove_finalizer(
     } else {
         Api::namespaced_with(client, &namespace, &sync.api)
     };
-    let what = || format!("removing Ferry's finalizer from {} {cluster}|{namespace}/{name}", sync.name);
+    let what = || {
+        format!(
+            "removing Ferry's finalizer from {} {cluster}|{namespace}/{name}",
+            sync.name
+        )
+    };
     for _ in 0..PATCH_ATTEMPTS {
         let Some(patch) = finalizer_removal(&object) else {
             return Ok(false);
@@ -277,8 +291,11 @@ async fn delete_copies(
             Ok(list) => list.items,
             Err(err) => {
                 report.failures.push(
-                    SyncError::api(format!("listing {} copies on {}", sync.name, target.name()), err)
-                        .to_string(),
+                    SyncError::api(
+                        format!("listing {} copies on {}", sync.name, target.name()),
+                        err,
+                    )
+                    .to_string(),
                 );
                 continue;
             }
@@ -310,8 +327,11 @@ async fn delete_copies(
         Ok(list) => list.items,
         Err(err) => {
             report.failures.push(
-                SyncError::api(format!("listing Ferry's namespaces on {}", target.name()), err)
-                    .to_string(),
+                SyncError::api(
+                    format!("listing Ferry's namespaces on {}", target.name()),
+                    err,
+                )
+                .to_string(),
             );
             return;
         }
@@ -354,8 +374,11 @@ async fn delete_copies(
                 Err(err) if is_not_found(&err) => continue,
                 Err(err) => {
                     report.failures.push(
-                        SyncError::api(format!("deleting namespace {name} on {}", target.name()), err)
-                            .to_string(),
+                        SyncError::api(
+                            format!("deleting namespace {name} on {}", target.name()),
+                            err,
+                        )
+                        .to_string(),
                     );
                     continue;
                 }
@@ -409,7 +432,8 @@ async fn delete_by_uid(
 ) -> Result<(), SyncError> {
     let namespace = copy.metadata.namespace.clone().unwrap_or_default();
     let name = copy.metadata.name.clone().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(target.client.clone(), &namespace, &sync.api);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(target.client.clone(), &namespace, &sync.api);
     let params = DeleteParams {
         preconditions: copy.metadata.uid.clone().map(|uid| Preconditions {
             uid: Some(uid),
@@ -477,7 +501,10 @@ mod tests {
             (identity::MANAGED_BY, MANAGER),
             (identity::CLUSTER, "abc"),
         ])));
-        assert!(!is_ferry_namespace(&namespace(&[(identity::MANAGED_BY, MANAGER)])));
+        assert!(!is_ferry_namespace(&namespace(&[(
+            identity::MANAGED_BY,
+            MANAGER
+        )])));
         assert!(!is_ferry_namespace(&namespace(&[
             (identity::MANAGED_BY, "helm"),
             (identity::CLUSTER, "abc"),

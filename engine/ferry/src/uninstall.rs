@@ -54,7 +54,11 @@ pub fn main(args: Args) -> Result<bool> {
 }
 
 fn print_text(report: &UninstallReport) {
-    let verb = if report.dry_run { "would remove" } else { "removed" };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     for (cluster, done) in &report.workspaces {
         println!(
             "workspace {cluster}: {verb} {} finalizers, {} copies, {} namespaces",

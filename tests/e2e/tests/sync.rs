@@ -48,9 +48,12 @@ async fn a_deployment_is_created_updated_and_deleted_on_every_cluster_with_statu
         ensure!(upstream.is_some());
         // Each cluster runs 2 Pods on its kwok nodes and its controller manager reports them
         // ready; deployment-status sums both clusters.
-        s.wait_upstream(0, "web", "status: 4 replicas, 4 ready, from both clusters", |o| {
-            all_ready(o, 4)
-        })
+        s.wait_upstream(
+            0,
+            "web",
+            "status: 4 replicas, 4 ready, from both clusters",
+            |o| all_ready(o, 4),
+        )
         .await?;
 
         s.apply_deployment(0, "web", 3, &[]).await?;
