@@ -19,6 +19,7 @@ pub mod events;
 pub mod explain;
 pub mod kcp;
 pub mod metrics;
+pub mod namespaces;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -207,7 +208,7 @@ impl Connected {
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
-        let mut resources = Vec::new();
+        let mut resolved = Vec::new();
         for resource in settings.resources {
             let api = kcp::resolve_resource(
                 &provider,
@@ -217,22 +218,30 @@ impl Connected {
             )
             .await?;
             tracing::info!(resource = %resource.display_name(), version = %api.version, kind = %api.kind, "syncing");
-            resources.push(Arc::new(ResourceSync {
-                name: resource.display_name(),
-                api,
-                plugins: resource.plugins,
-                upstream: Default::default(),
-                downstream: Default::default(),
-                shards: shards.clone(),
-                targets: targets.clone(),
-                kcp: kcp_clients.clone(),
-                events: events.clone(),
-                metrics: metrics.clone(),
-                owner: owner.clone(),
-                target_timeout: settings.target_timeout,
-                status_memo: Default::default(),
-            }));
+            resolved.push((resource, api));
         }
+        let synced = Arc::new(resolved.iter().map(|(_, api)| api.clone()).collect());
+        let resources = resolved
+            .into_iter()
+            .map(|(resource, api)| {
+                Arc::new(ResourceSync {
+                    name: resource.display_name(),
+                    api,
+                    plugins: resource.plugins,
+                    upstream: Default::default(),
+                    downstream: Default::default(),
+                    shards: shards.clone(),
+                    targets: targets.clone(),
+                    kcp: kcp_clients.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    owner: owner.clone(),
+                    target_timeout: settings.target_timeout,
+                    status_memo: Default::default(),
+                    synced: Arc::clone(&synced),
+                })
+            })
+            .collect();
         Ok(Self {
             provider,
             export: settings.kcp.export,

@@ -31,6 +31,7 @@ use crate::desired::digest;
 use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
 use crate::metrics::{Metrics, names};
+use crate::namespaces;
 use crate::plan::{
     self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
     TargetView,
@@ -127,6 +128,9 @@ pub struct ResourceSync {
     pub target_timeout: Duration,
     /// The last status written per object (see [`StatusMemo`]).
     pub status_memo: Mutex<HashMap<UpstreamKey, StatusMemo>>,
+    /// Every resource this installation syncs: a `ferry-` namespace holding none of them
+    /// is deleted ([`crate::namespaces`]).
+    pub synced: Arc<Vec<ApiResource>>,
 }
 
 fn apply_params() -> PatchParams {
@@ -416,7 +420,10 @@ impl ResourceSync {
         body: &Value,
         precondition: Precondition<'_>,
     ) -> Result<bool, SyncError> {
-        self.ensure_namespace(target, &copy.namespace, key).await?;
+        if !self.ensure_namespace(target, &copy.namespace, key).await? {
+            // Being deleted: the copy goes into the namespace created anew once it is gone.
+            return Ok(true);
+        }
         let mut body = body.clone();
         match precondition {
             Precondition::Absent => body["metadata"]["resourceVersion"] = json!(CREATE_ONLY),
@@ -475,6 +482,13 @@ impl ResourceSync {
                     None => Ok(true),
                 }
             }
+            // The namespace is being deleted (Ferry collected it a moment ago, when it held no
+            // copy): look again with backoff until it is gone, then create it anew.
+            Err(err) if namespaces::is_terminating(&err) => {
+                tracing::info!(resource = %self.name, object = %key, target = %copy.target, namespace = %copy.namespace, "namespace is being deleted; the copy waits for it to go");
+                target.remember_namespace(&copy.namespace, false);
+                Ok(true)
+            }
             Err(err) => {
                 if is_not_found(&err) {
                     // The namespace went away under us: verify it again next time.
@@ -515,14 +529,15 @@ impl ResourceSync {
     }
 
     /// Makes sure the downstream namespace exists and is Ferry's for this (cluster, namespace).
+    /// Returns `false` when it is being deleted (the caller waits and looks again).
     async fn ensure_namespace(
         &self,
         target: &TargetCluster,
         namespace: &str,
         key: &UpstreamKey,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         if target.knows_namespace(namespace) {
-            return Ok(());
+            return Ok(true);
         }
         let api: Api<Namespace> = Api::all(target.client.clone());
         let action = || format!("reading namespace {namespace} on {}", target.name());
@@ -539,6 +554,10 @@ impl ResourceSync {
                 let ours = labels.get(identity::MANAGED_BY).map(String::as_str) == Some(MANAGER)
                     && labels.get(identity::CLUSTER) == Some(&key.cluster)
                     && annotations.get(identity::NAMESPACE) == Some(&key.namespace);
+                if ours && existing.metadata.deletion_timestamp.is_some() {
+                    tracing::debug!(target = %target.name(), %namespace, object = %key, "namespace is being deleted; the copy waits for it to go");
+                    return Ok(false);
+                }
                 if !ours {
                     return Err(SyncError::Collision {
                         target: target.name().to_string(),
@@ -549,7 +568,7 @@ impl ResourceSync {
                     });
                 }
                 target.remember_namespace(namespace, true);
-                return Ok(());
+                return Ok(true);
             }
             let object = json!({
                 "apiVersion": "v1",
@@ -577,7 +596,7 @@ impl ResourceSync {
                         &[("target", target.name()), ("verb", "create-namespace")],
                     );
                     target.remember_namespace(namespace, true);
-                    return Ok(());
+                    return Ok(true);
                 }
                 // Created by someone else since the read: read it again.
                 Err(err) if is_conflict(&err) => {}
@@ -658,6 +677,7 @@ impl ResourceSync {
                     }
                     None => {
                         self.downstream.forget(&copy.at());
+                        self.collect_namespace(target, &copy.namespace).await;
                     }
                 }
                 Ok(())
@@ -676,6 +696,25 @@ impl ResourceSync {
                 ),
                 err,
             )),
+        }
+    }
+
+    /// Deletes the copy's namespace if that was the last object of Ferry's resources in it
+    /// ([`crate::namespaces`]). Best effort: a failure leaves an empty namespace behind (the
+    /// next delete in it, or `ferry uninstall --delete-copies`, collects it), never a copy.
+    async fn collect_namespace(&self, target: &TargetCluster, namespace: &str) {
+        match namespaces::collect(target, namespace, &self.synced).await {
+            Ok(namespaces::Collected::Deleted) => {
+                self.metrics.inc(
+                    names::DOWNSTREAM_WRITES,
+                    &[("target", target.name()), ("verb", "delete-namespace")],
+                );
+                tracing::info!(target = %target.name(), %namespace, "deleted the namespace: its last copy is gone");
+            }
+            Ok(namespaces::Collected::Kept) => {}
+            Err(err) => {
+                tracing::warn!(target = %target.name(), %namespace, error = %err, "could not delete an empty namespace");
+            }
         }
     }
 
