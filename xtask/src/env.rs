@@ -15,8 +15,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::gobuild::{KCP, KUBERNETES};
-use crate::{paths, pki};
+use crate::gobuild::{KCP, KUBERNETES, KWOK};
+use crate::{kwok, paths, pki};
 
 /// Names of the target clusters the environment starts.
 pub const CLUSTERS: [&str; 2] = ["cluster-1", "cluster-2"];
@@ -222,6 +222,7 @@ struct ClusterPlan {
     dir: PathBuf,
     api_port: u16,
     kubeconfig: PathBuf,
+    pki: pki::ClusterPki,
 }
 
 fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<ClusterPlan> {
@@ -284,6 +285,24 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             "--profiling=false".into(),
         ],
     )?;
+    launcher
+        .state
+        .endpoints
+        .push((name.to_string(), format!("https://127.0.0.1:{api_port}")));
+    Ok(ClusterPlan {
+        name,
+        dir,
+        api_port,
+        kubeconfig,
+        pki,
+    })
+}
+
+/// Starts the cluster's controller-manager and scheduler, once its API server is ready: they
+/// give up when it is not healthy within about 10 s of their start, which a loaded 2-core
+/// machine does not always manage.
+fn start_controllers(launcher: &mut Launcher<'_>, cluster: &ClusterPlan) -> Result<()> {
+    let (name, kubeconfig, pki) = (cluster.name, &cluster.kubeconfig, &cluster.pki);
     launcher.spawn(
         &format!("{name}-controller-manager"),
         &KUBERNETES.bin("kube-controller-manager"),
@@ -311,16 +330,7 @@ fn start_cluster(launcher: &mut Launcher<'_>, name: &'static str) -> Result<Clus
             "--profiling=false".into(),
         ],
     )?;
-    launcher
-        .state
-        .endpoints
-        .push((name.to_string(), format!("https://127.0.0.1:{api_port}")));
-    Ok(ClusterPlan {
-        name,
-        dir,
-        api_port,
-        kubeconfig,
-    })
+    Ok(())
 }
 
 /// Audit policy of every server: mutating requests only, so tests can count the writes a
@@ -419,6 +429,7 @@ pub fn up() -> Result<Env> {
     let dir = paths::env_dir();
     KCP.ensure()?;
     KUBERNETES.ensure()?;
+    KWOK.ensure()?;
     if running(&dir) {
         eprintln!("==> environment already running in {}", dir.display());
         print_status(&dir)?;
@@ -473,7 +484,10 @@ fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
             &format!("{}-apiserver", cluster.name),
             || kubectl(&cluster.kubeconfig, &["get", "--raw", "/readyz"]).map(|_| ()),
         )?;
-        for part in ["etcd", "controller-manager", "scheduler"] {
+        launcher.check_alive(&format!("{}-etcd", cluster.name))?;
+        start_controllers(launcher, cluster)?;
+        start_kwok(launcher, deadline, cluster)?;
+        for part in ["controller-manager", "scheduler"] {
             launcher.check_alive(&format!("{}-{part}", cluster.name))?;
         }
         eprintln!(
@@ -506,6 +520,24 @@ fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
         kcp.root.display()
     );
     Ok(())
+}
+
+/// Creates the cluster's fake nodes, starts its kwok and waits until every node is Ready.
+fn start_kwok(launcher: &mut Launcher<'_>, deadline: Instant, cluster: &ClusterPlan) -> Result<()> {
+    let manifest = cluster.dir.join("kwok-nodes.json");
+    std::fs::write(&manifest, kwok::nodes_manifest())?;
+    let path = manifest.display().to_string();
+    kubectl(&cluster.kubeconfig, &["apply", "-f", &path]).context("creating the fake nodes")?;
+    let name = format!("{}-kwok", cluster.name);
+    launcher.spawn(&name, &KWOK.bin("kwok"), &kwok::args(&cluster.kubeconfig))?;
+    wait_until(launcher, deadline, &name, || {
+        let nodes = kubectl(&cluster.kubeconfig, &["get", "nodes", "-o", "json"])?;
+        let ready = kwok::ready_nodes(&nodes)?;
+        if ready.len() < kwok::NODES {
+            bail!("{} of {} fake nodes Ready", ready.len(), kwok::NODES);
+        }
+        Ok(())
+    })
 }
 
 fn wait_until(

@@ -78,6 +78,19 @@ pub const KUBERNETES: Bundle = Bundle {
     reported_version: "v1.36.5",
 };
 
+/// kwok (simulated nodes and Pods) for the target clusters, from `tests/env/kwok`: without
+/// nodes, synced Deployments never get ready replicas.
+pub const KWOK: Bundle = Bundle {
+    name: "kwok",
+    version: "v0.8.0",
+    module_dir: "tests/env/kwok",
+    packages: &["sigs.k8s.io/kwok/cmd/kwok"],
+    local_copies: &[],
+    // kwok reads its own version from `sigs.k8s.io/kwok/pkg/consts`, not from these; the
+    // flags are harmless and keep one `ldflags` for every bundle.
+    reported_version: "v1.36.5",
+};
+
 impl Bundle {
     /// Directory that holds this bundle's binaries once built.
     pub fn dir(&self) -> PathBuf {

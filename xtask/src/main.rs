@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod env;
 mod gobuild;
+mod kwok;
 mod paths;
 mod pki;
 mod plugins;

@@ -21,6 +21,7 @@ pub mod kcp;
 pub mod lag;
 pub mod metrics;
 pub mod namespace;
+pub mod namespace_cleanup;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -31,6 +32,7 @@ pub mod shards;
 mod startup;
 pub mod store;
 pub mod target;
+pub mod uninstall;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -242,7 +244,7 @@ impl Connected {
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
-        let mut resources = Vec::new();
+        let mut resolved = Vec::new();
         let mut unexported = Vec::new();
         for resource in settings.resources {
             let api = match kcp::resolve_resource(
@@ -263,24 +265,32 @@ impl Connected {
                 Err(err) => return Err(err),
             };
             tracing::info!(resource = %resource.display_name(), version = %api.version, kind = %api.kind, "syncing");
-            resources.push(Arc::new(ResourceSync {
-                name: resource.display_name(),
-                api,
-                plugins: resource.plugins,
-                upstream: Default::default(),
-                downstream: Default::default(),
-                shards: shards.clone(),
-                targets: targets.clone(),
-                kcp: kcp_clients.clone(),
-                events: events.clone(),
-                metrics: metrics.clone(),
-                propagation: Default::default(),
-                status_lag: Default::default(),
-                owner: owner.clone(),
-                target_timeout: settings.target_timeout,
-                status_memo: Default::default(),
-            }));
+            resolved.push((resource, api));
         }
+        let synced = Arc::new(resolved.iter().map(|(_, api)| api.clone()).collect());
+        let resources = resolved
+            .into_iter()
+            .map(|(resource, api)| {
+                Arc::new(ResourceSync {
+                    name: resource.display_name(),
+                    api,
+                    plugins: resource.plugins,
+                    upstream: Default::default(),
+                    downstream: Default::default(),
+                    shards: shards.clone(),
+                    targets: targets.clone(),
+                    kcp: kcp_clients.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    propagation: Default::default(),
+                    status_lag: Default::default(),
+                    owner: owner.clone(),
+                    target_timeout: settings.target_timeout,
+                    status_memo: Default::default(),
+                    synced: Arc::clone(&synced),
+                })
+            })
+            .collect();
         Ok(Self {
             provider,
             export: settings.kcp.export,

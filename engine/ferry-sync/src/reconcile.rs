@@ -33,8 +33,8 @@ use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
 use crate::lag::Lag;
 use crate::metrics::Metrics;
-
 use crate::namespace;
+use crate::namespace_cleanup;
 use crate::plan::{
     self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
     TargetView,
@@ -137,6 +137,9 @@ pub struct ResourceSync {
     pub target_timeout: Duration,
     /// The last status written per object (see [`StatusMemo`]).
     pub status_memo: Mutex<HashMap<UpstreamKey, StatusMemo>>,
+    /// Every resource this installation syncs: a `ferry-` namespace holding none of them
+    /// is deleted ([`crate::namespace_cleanup`]).
+    pub synced: Arc<Vec<ApiResource>>,
 }
 
 fn apply_params() -> PatchParams {
@@ -438,7 +441,10 @@ impl ResourceSync {
         body: &Value,
         precondition: Precondition<'_>,
     ) -> Result<bool, SyncError> {
-        self.ensure_namespace(target, &copy.namespace, key).await?;
+        if !self.ensure_namespace(target, &copy.namespace, key).await? {
+            // Being deleted: the copy goes into the namespace created anew once it is gone.
+            return Ok(true);
+        }
         let mut body = body.clone();
         match precondition {
             Precondition::Absent => body["metadata"]["resourceVersion"] = json!(CREATE_ONLY),
@@ -495,6 +501,13 @@ impl ResourceSync {
                     None => Ok(true),
                 }
             }
+            // The namespace is being deleted (Ferry collected it a moment ago, when it held no
+            // copy): look again with backoff until it is gone, then create it anew.
+            Err(err) if namespace_cleanup::is_terminating(&err) => {
+                tracing::info!(resource = %self.name, object = %key, target = %copy.target, namespace = %copy.namespace, "namespace is being deleted; the copy waits for it to go");
+                target.remember_namespace(&copy.namespace, false);
+                Ok(true)
+            }
             Err(err) => {
                 if is_not_found(&err) {
                     // The namespace went away under us: verify it again next time.
@@ -534,14 +547,15 @@ impl ResourceSync {
     }
 
     /// Makes sure the downstream namespace exists and is Ferry's for this (cluster, namespace).
+    /// Returns `false` when it is being deleted (the caller waits and looks again).
     async fn ensure_namespace(
         &self,
         target: &TargetCluster,
         namespace: &str,
         key: &UpstreamKey,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         if target.knows_namespace(namespace) {
-            return Ok(());
+            return Ok(true);
         }
         let api: Api<Namespace> = Api::all(target.client.clone());
         let action = || format!("reading namespace {namespace} on {}", target.name());
@@ -558,6 +572,10 @@ impl ResourceSync {
                 let ours = labels.get(identity::MANAGED_BY).map(String::as_str) == Some(MANAGER)
                     && labels.get(identity::CLUSTER) == Some(&key.cluster)
                     && annotations.get(identity::NAMESPACE) == Some(&key.namespace);
+                if ours && existing.metadata.deletion_timestamp.is_some() {
+                    tracing::debug!(target = %target.name(), %namespace, object = %key, "namespace is being deleted; the copy waits for it to go");
+                    return Ok(false);
+                }
                 if !ours {
                     return Err(SyncError::Collision {
                         target: target.name().to_string(),
@@ -573,7 +591,7 @@ impl ResourceSync {
                     self.label_namespace(target, namespace, key).await?;
                 }
                 target.remember_namespace(namespace, true);
-                return Ok(());
+                return Ok(true);
             }
             let mut object =
                 namespace::desired(namespace, &key.cluster, &key.namespace, target.pod_security);
@@ -592,7 +610,7 @@ impl ResourceSync {
                     self.metrics
                         .downstream_write(target.name(), "create-namespace");
                     target.remember_namespace(namespace, true);
-                    return Ok(());
+                    return Ok(true);
                 }
                 // Created by someone else since the read: read it again.
                 Err(err) if is_conflict(&err) => {}
@@ -700,6 +718,7 @@ impl ResourceSync {
                     }
                     None => {
                         self.downstream.forget(&copy.at());
+                        self.collect_namespace(target, &copy.namespace).await;
                     }
                 }
                 Ok(())
@@ -718,6 +737,23 @@ impl ResourceSync {
                 ),
                 err,
             )),
+        }
+    }
+
+    /// Deletes the copy's namespace if that was the last object of Ferry's resources in it
+    /// ([`crate::namespace_cleanup`]). Best effort: a failure leaves an empty namespace behind (the
+    /// next delete in it, or `ferry uninstall --delete-copies`, collects it), never a copy.
+    async fn collect_namespace(&self, target: &TargetCluster, namespace: &str) {
+        match namespace_cleanup::collect(target, namespace, &self.synced).await {
+            Ok(namespace_cleanup::Collected::Deleted) => {
+                self.metrics
+                    .downstream_write(target.name(), "delete-namespace");
+                tracing::info!(target = %target.name(), %namespace, "deleted the namespace: its last copy is gone");
+            }
+            Ok(namespace_cleanup::Collected::Kept) => {}
+            Err(err) => {
+                tracing::warn!(target = %target.name(), %namespace, error = %err, "could not delete an empty namespace");
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! `ferry`: run the sync engine (`ferry run`), and write, test and try plugins
-//! (`ferry plugin test|run|new`).
+//! `ferry`: run the sync engine (`ferry run`), audit it (`preview`, `check`), remove it
+//! (`uninstall`), and write, test and try plugins (`ferry plugin test|run|new`).
 
 mod chain;
 mod check;
@@ -9,6 +9,7 @@ mod plugin;
 mod plugin_lookup;
 mod preview;
 mod run;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,10 @@ enum Command {
     /// Audit both sides: report copies missing, orphaned, divergent or duplicated, stale
     /// statuses and stuck finalizers. Read-only; exit code 0 when clean, 1 when not.
     Check(check::Args),
+    /// Remove Ferry's finalizer from every upstream object (tenants' deletes then complete
+    /// without Ferry) and, with --delete-copies, its copies and namespaces on every target.
+    /// Stop Ferry first. Exit code 0 when done, 1 when a step failed, 2 on bad input.
+    Uninstall(uninstall::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +59,7 @@ fn main() -> ExitCode {
     // `plugin` subcommands print their own reports and do not log.
     let logs = match &cli.command {
         Command::Run(_) => Some("info,kube=warn"),
-        Command::Preview(_) | Command::Check(_) => Some("warn"),
+        Command::Preview(_) | Command::Check(_) | Command::Uninstall(_) => Some("warn"),
         Command::Plugin(_) => None,
     };
     if let Some(default_filter) = logs {
@@ -66,6 +71,11 @@ fn main() -> ExitCode {
         Command::Plugin(args) => plugin::main(args),
         Command::Preview(args) => preview::main(args),
         Command::Check(args) => match check::main(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(err) => Err(err),
+        },
+        Command::Uninstall(args) => match uninstall::main(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
             Err(err) => Err(err),

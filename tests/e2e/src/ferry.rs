@@ -351,6 +351,24 @@ impl Ferry {
         }
     }
 
+    /// Runs `ferry <subcommand> --config <this config> <args…>` to completion: its exit code
+    /// and its output (stdout, then stderr).
+    pub fn command(&self, subcommand: &str, args: &[&str]) -> Result<(i32, String)> {
+        let output = Command::new(ferry_bin()?)
+            .args([subcommand, "--config"])
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running ferry {subcommand}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.code().unwrap_or(-1), text))
+    }
+
     /// Waits until `ferry check` reports no problem (it may take a moment to converge).
     pub async fn wait_clean(&self, timeout: Duration) -> Result<String> {
         eventually("ferry check to report no problem", timeout, || async {

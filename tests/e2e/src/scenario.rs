@@ -206,6 +206,24 @@ pub fn replicas(object: Option<&DynamicObject>) -> Option<i64> {
     object?.data.pointer("/spec/replicas")?.as_i64()
 }
 
+/// Whether a Deployment's `status` says its latest spec is rolled out to `replicas` Pods,
+/// every one of them updated, ready and available (the environment's kwok nodes run them).
+/// A missing count is 0.
+pub fn all_ready(object: Option<&DynamicObject>, replicas: i64) -> bool {
+    let count = |field: &str| {
+        object
+            .and_then(|o| o.data.pointer(&format!("/status/{field}")))
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+    };
+    let generation = object.and_then(|o| o.metadata.generation).unwrap_or(-1);
+    count("observedGeneration") == generation
+        && count("replicas") == replicas
+        && count("updatedReplicas") == replicas
+        && count("readyReplicas") == replicas
+        && count("availableReplicas") == replicas
+}
+
 /// Mutating requests recorded in a server's audit log that were made by Ferry (user agent
 /// `ferry/…`) and match `filter` (on the audit event). Servers log mutating requests only.
 /// The log is rotated at 200 MB (`audit-<time>.log` beside it): rotated files count too, so a

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use ferry_e2e::Env;
 use ferry_e2e::ferry::FerryOptions;
-use ferry_e2e::scenario::{CONVERGE, Scenario, replicas};
+use ferry_e2e::scenario::{CONVERGE, Scenario, all_ready, replicas};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
@@ -46,12 +46,14 @@ async fn a_deployment_is_created_updated_and_deleted_on_every_cluster_with_statu
             })
             .await?;
         ensure!(upstream.is_some());
-        // Each cluster's controller manager reports 2 replicas; deployment-status sums them.
-        s.wait_upstream(0, "web", "status.replicas 4 from both clusters", |o| {
-            o.and_then(|o| o.data.pointer("/status/replicas"))
-                .and_then(|r| r.as_i64())
-                == Some(4)
-        })
+        // Each cluster runs 2 Pods on its kwok nodes and its controller manager reports them
+        // ready; deployment-status sums both clusters.
+        s.wait_upstream(
+            0,
+            "web",
+            "status: 4 replicas, 4 ready, from both clusters",
+            |o| all_ready(o, 4),
+        )
         .await?;
 
         s.apply_deployment(0, "web", 3, &[]).await?;
@@ -98,10 +100,8 @@ async fn the_same_namespace_and_name_in_two_workspaces_never_collide() -> Result
         ensure!(a != b, "both tenants map to {a}");
         // Each tenant's status comes from its own copies only.
         for (i, expected) in [(0, 2), (1, 6)] {
-            s.wait_upstream(i, "web", "status from its own copies", |o| {
-                o.and_then(|o| o.data.pointer("/status/replicas"))
-                    .and_then(|r| r.as_i64())
-                    == Some(expected)
+            s.wait_upstream(i, "web", "status (all ready) from its own copies", |o| {
+                all_ready(o, expected)
             })
             .await?;
         }
@@ -289,14 +289,29 @@ async fn ferry_makes_no_writes_at_rest_and_none_when_restarted_with_nothing_chan
         for i in 0..5 {
             let name = format!("app-{i}");
             s.wait_on_all(0, &name, true).await?;
-            s.wait_upstream(0, &name, "status from both clusters", |o| {
-                o.and_then(|o| o.data.pointer("/status/replicas")).and_then(|r| r.as_i64()) == Some(2)
+            // Ready too: Pods becoming ready are status changes of their own.
+            s.wait_upstream(0, &name, "status (all ready) from both clusters", |o| {
+                all_ready(o, 2)
             })
             .await?;
         }
-        // Let controllers settle (their status updates trigger reconciles that must not write).
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let (up, down) = (s.upstream_writes().await?, s.downstream_writes()?);
+        // Let controllers settle (their status updates trigger reconciles that must not write):
+        // with Pods that run, a rollout goes on for a while after the counts first look right,
+        // so wait until 5 s pass without a write.
+        let settle_deadline = tokio::time::Instant::now() + CONVERGE;
+        let mut last = (s.upstream_writes().await?, s.downstream_writes()?);
+        let (up, down) = loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = (s.upstream_writes().await?, s.downstream_writes()?);
+            if now == last {
+                break now;
+            }
+            ensure!(
+                tokio::time::Instant::now() < settle_deadline,
+                "still writing {CONVERGE:?} after every copy was ready: {last:?} -> {now:?}"
+            );
+            last = now;
+        };
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (up_rest, down_rest) = (s.upstream_writes().await?, s.downstream_writes()?);
         ensure!(
@@ -349,9 +364,7 @@ async fn ferry_runs_with_only_the_rbac_of_the_example() -> Result<()> {
             "ferry_bound_workspaces is {bound}, expected the one tenant"
         );
         s.wait_upstream(0, "web", "status written by the restricted identity", |o| {
-            o.and_then(|o| o.data.pointer("/status/replicas"))
-                .and_then(|r| r.as_i64())
-                == Some(2)
+            all_ready(o, 2)
         })
         .await?;
         s.tenant_deployments(0)?

@@ -82,23 +82,32 @@ async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
             "    {cluster}: {namespace}/web (replicas {replicas}, placed and transformed by the Wasm plugins)"
         );
     }
-    let status = eventually("status back in kcp", Duration::from_secs(60), || async {
-        let object = upstream.get("web").await?;
-        Ok(object
-            .data
-            .get("status")
-            .filter(|s| s.get("replicas").and_then(|r| r.as_i64()).unwrap_or(0) >= 4)
-            .cloned())
-    })
+    // The clusters' kwok nodes run the Pods: the status comes back with every replica ready.
+    let status = eventually(
+        "status back in kcp, every replica ready",
+        Duration::from_secs(120),
+        || async {
+            let object = upstream.get("web").await?;
+            Ok(object
+                .data
+                .get("status")
+                .filter(|s| {
+                    let count = |f: &str| s.get(f).and_then(|r| r.as_i64()).unwrap_or(0);
+                    count("replicas") >= 4 && count("readyReplicas") == count("replicas")
+                })
+                .cloned())
+        },
+    )
     .await?;
     let field = |name: &str| status.get(name).and_then(|v| v.as_i64()).unwrap_or(0);
     println!(
-        "    status in {}: replicas {}, updated {}, ready {} (summed over both clusters by deployment-status;\n     \
-         the test clusters have no nodes, so Pods stay Pending and none becomes ready)",
+        "    status in {}: ready {}/{}, updated {}, available {} (summed over both clusters by \
+         deployment-status; the Pods run on kwok's simulated nodes)",
         team.path,
+        field("readyReplicas"),
         field("replicas"),
         field("updatedReplicas"),
-        field("readyReplicas"),
+        field("availableReplicas"),
     );
     println!();
     println!("Explore (kcp base URL {}):", admin.base_url());
