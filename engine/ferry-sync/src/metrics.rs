@@ -38,6 +38,8 @@ pub mod names {
     /// Total reconcile time in milliseconds, by resource (with [`RECONCILES`] it gives the
     /// mean; histograms come with the metrics rework).
     pub const RECONCILE_MS: &str = "ferry_reconcile_milliseconds_total";
+    /// Whether this process leads and its workers write (1) or it is a standby (0) (a gauge).
+    pub const LEADER: &str = "ferry_leader";
     /// Copies kept because their upstream object is out of sight but not proven gone
     /// (a shard left the endpoint slice, a workspace unbound), by resource (a gauge).
     pub const COPIES_KEPT: &str = "ferry_copies_kept_unknown_origin";
