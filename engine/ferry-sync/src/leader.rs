@@ -233,8 +233,7 @@ pub async fn elect(
     let mut failing = false;
     let mut last_renewal = loop {
         let started = Instant::now();
-        match tokio::time::timeout(timings.renew_deadline, elector.try_acquire_or_renew()).await
-        {
+        match tokio::time::timeout(timings.renew_deadline, elector.try_acquire_or_renew()).await {
             Ok(Ok(true)) => break started,
             Ok(Ok(false)) => failing = false,
             Ok(Err(err)) => report(&mut failing, &elector, &explain::api_error(&err)),
@@ -327,7 +326,10 @@ mod tests {
     fn jitter_stays_within_a_fifth_of_the_period() {
         for _ in 0..100 {
             let d = jittered(Duration::from_secs(2));
-            assert!(d >= Duration::from_secs(2) && d <= Duration::from_millis(2400), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_millis(2400),
+                "{d:?}"
+            );
         }
     }
 

@@ -924,7 +924,10 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(10));
         assert!(pool.is_empty());
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "cancelled");
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "cancelled"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -941,6 +944,9 @@ mod tests {
         drain(&mut pool, Duration::from_secs(10), &mut leadership).await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "cancelled");
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "cancelled"
+        );
     }
 }

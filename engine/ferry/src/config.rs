@@ -160,9 +160,8 @@ impl LeaderElectionConfig {
     /// Lease duration, renew deadline and retry period, defaults filled in.
     pub fn timings(&self) -> ferry_sync::lease::LeaseTimings {
         let defaults = ferry_sync::lease::LeaseTimings::default();
-        let secs = |v: Option<u64>, d: std::time::Duration| {
-            v.map_or(d, std::time::Duration::from_secs)
-        };
+        let secs =
+            |v: Option<u64>, d: std::time::Duration| v.map_or(d, std::time::Duration::from_secs);
         ferry_sync::lease::LeaseTimings {
             lease_duration: secs(self.lease_duration_seconds, defaults.lease_duration),
             renew_deadline: secs(self.renew_deadline_seconds, defaults.renew_deadline),
@@ -987,7 +986,10 @@ plugins: {dir: plugins}
     fn a_lease_on_a_target_that_is_not_configured_is_refused_with_the_targets_listed() {
         let err = load_election("election-target", "target: cluster-9").expect_err("unknown");
         let problem = only_problem(&err.problems, "leaderElection.target");
-        assert!(problem.contains("\"cluster-9\" is not a configured target (targets: cluster-1)"), "{problem}");
+        assert!(
+            problem.contains("\"cluster-9\" is not a configured target (targets: cluster-1)"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -998,14 +1000,20 @@ plugins: {dir: plugins}
         )
         .expect_err("order");
         let problem = only_problem(&err.problems, "leaderElection.renewDeadlineSeconds");
-        assert!(problem.contains("must be less than leaseDurationSeconds (10), not 10"), "{problem}");
+        assert!(
+            problem.contains("must be less than leaseDurationSeconds (10), not 10"),
+            "{problem}"
+        );
     }
 
     #[test]
     fn a_retry_period_not_below_the_renew_deadline_is_refused() {
         let err = load_election("election-retry", "retryPeriodSeconds: 10").expect_err("order");
         let problem = only_problem(&err.problems, "leaderElection.retryPeriodSeconds");
-        assert!(problem.contains("must be less than renewDeadlineSeconds (10), not 10"), "{problem}");
+        assert!(
+            problem.contains("must be less than renewDeadlineSeconds (10), not 10"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -1028,7 +1036,10 @@ plugins: {dir: plugins}
             ],
             "{err}"
         );
-        assert!(err.to_string().contains("must be from 2 to 3600, not 0"), "{err}");
+        assert!(
+            err.to_string().contains("must be from 2 to 3600, not 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -96,7 +96,11 @@ mod tests {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         (status, body)
     }
 
@@ -136,11 +140,17 @@ mod tests {
         health.set_role(Role::Standby);
         assert_eq!(get(addr, "/readyz").await.0, 503);
         watch.synced();
-        assert_eq!(get(addr, "/readyz").await, (200, "ready (standby)\n".into()));
+        assert_eq!(
+            get(addr, "/readyz").await,
+            (200, "ready (standby)\n".into())
+        );
         drop(watch);
         let (status, body) = get(addr, "/readyz").await;
         assert_eq!(status, 503);
-        assert!(body.contains("the watch of upstream objects ended"), "{body}");
+        assert!(
+            body.contains("the watch of upstream objects ended"),
+            "{body}"
+        );
         assert_eq!(get(addr, "/healthz").await.0, 200);
     }
 }

@@ -139,6 +139,10 @@ pub struct FerryOptions {
     pub defer_start: bool,
     /// Context of the kcp kubeconfig Ferry uses (`root`: the admin; `user`: a non-admin).
     pub kcp_context: String,
+    /// Run with `--leader-elect`.
+    pub leader_elect: bool,
+    /// Keys of the `leaderElection:` section, in YAML flow style (e.g. `retryPeriodSeconds: 1`).
+    pub leader_election: String,
 }
 
 impl Default for FerryOptions {
@@ -151,6 +155,8 @@ impl Default for FerryOptions {
             target_timeout_seconds: 30,
             defer_start: false,
             kcp_context: "root".into(),
+            leader_elect: false,
+            leader_election: String::new(),
         }
     }
 }
@@ -165,6 +171,8 @@ pub struct Ferry {
     pub config: PathBuf,
     /// Port of the metrics endpoint.
     pub metrics_port: u16,
+    /// Extra arguments of `ferry run`.
+    args: Vec<String>,
 }
 
 impl Ferry {
@@ -192,7 +200,8 @@ impl Ferry {
              \x20 transform: {{plugin: default-transform}}\n\
              \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
              plugins: {{dir: {plugins}}}\n\
-             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n",
+             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n\
+             leaderElection: {{{election}}}\n",
             kcp = env.kcp_kubeconfig().display(),
             context = options.kcp_context,
             workspace = provider.path,
@@ -204,6 +213,7 @@ impl Ferry {
             plugins = plugin_dir().display(),
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
+            election = options.leader_election,
         );
         std::fs::write(&config, text)?;
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -214,6 +224,11 @@ impl Ferry {
             dir,
             config,
             metrics_port,
+            args: if options.leader_elect {
+                vec!["--leader-elect".into()]
+            } else {
+                Vec::new()
+            },
         };
         if !options.defer_start {
             ferry.restart()?;
@@ -233,6 +248,7 @@ impl Ferry {
             .args(["run", "--config"])
             .arg(&self.config)
             .arg(format!("--metrics-addr=127.0.0.1:{}", self.metrics_port))
+            .args(&self.args)
             .env("FERRY_LOG", "info,ferry_sync=debug,kube=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -249,6 +265,47 @@ impl Ferry {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGTERM, as the kubelet does to stop a pod.
+    pub fn terminate(&self) -> Result<()> {
+        let child = self.child.as_ref().context("ferry is not running")?;
+        crate::signal(child.id(), "-TERM")
+    }
+
+    /// Waits at most `timeout` for the process to exit, and returns its exit code (None if
+    /// a signal ended it).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().context("ferry is not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("ferry did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GET `path` on the metrics endpoint: (status code, body).
+    pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        socket
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await?;
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no status line in {text:?}"))?;
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok((status, body.to_string()))
     }
 
     /// Fails if the process exited (e.g. a configuration error), with its log.
