@@ -68,6 +68,15 @@ pub enum SyncError {
         /// The limit.
         after: std::time::Duration,
     },
+    /// The leader Lease was not renewed within the renew deadline, or another process took
+    /// it: this process stopped writing and exits, to rejoin as a standby when restarted.
+    #[error(
+        "lost the leader Lease: stopped writing; exiting so that a restart rejoins as a standby"
+    )]
+    LeadershipLost,
+    /// Leader election cannot start as configured.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
     /// Several steps failed; each is listed.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Several(Vec<SyncError>),
@@ -82,7 +91,9 @@ impl SyncError {
             }
             SyncError::NotExported { .. } | SyncError::Export(_) => "ExportInvalid",
             SyncError::NotReady(_) => "Waiting",
-            SyncError::Internal(_) => "InternalError",
+            SyncError::Internal(_) | SyncError::LeadershipLost | SyncError::LeaderElection(_) => {
+                "InternalError"
+            }
             SyncError::Plugin(_) => "PluginFailed",
             SyncError::Collision { .. } => "NameCollision",
             SyncError::Several(errors) => errors.first().map_or("SyncFailed", SyncError::reason),

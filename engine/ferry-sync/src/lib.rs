@@ -17,8 +17,11 @@ pub mod desired;
 pub mod error;
 pub mod events;
 pub mod explain;
+pub mod health;
 pub mod kcp;
 pub mod lag;
+pub mod leader;
+pub mod lease;
 pub mod metrics;
 pub mod namespace;
 pub mod namespace_cleanup;
@@ -43,7 +46,7 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 pub use error::SyncError;
@@ -51,6 +54,8 @@ pub use plugins::{HookError, PluginChain};
 pub use settings::{KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 
 use ferry_core::identity::{self, UpstreamKey};
+use health::{Health, Role, WatchGuard, WatchId};
+use leader::{Elector, Leadership};
 use metrics::Metrics;
 use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
@@ -69,13 +74,28 @@ type Resource = (Arc<ResourceSync>, WorkQueue<UpstreamKey>);
 pub struct Engine {
     settings: SyncSettings,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Why the engine stops.
+enum Stop {
+    /// SIGTERM or Ctrl-C: drain, release the Lease, exit 0.
+    Requested,
+    /// The Lease was lost: cancel the reconciles in flight at once, then exit with an error.
+    LeadershipLost,
+    /// A task that should run forever ended (a bug, a panic).
+    TaskEnded(String),
 }
 
 impl Engine {
     /// An engine for `settings`; it records into `settings.metrics`.
     pub fn new(settings: SyncSettings) -> Self {
         let metrics = settings.metrics.clone();
-        Self { settings, metrics }
+        Self {
+            settings,
+            metrics,
+            health: Arc::new(Health::default()),
+        }
     }
 
     /// The engine's metrics (for a metrics endpoint).
@@ -98,14 +118,29 @@ impl Engine {
         }
     }
 
+    /// The engine's readiness (for a readiness probe).
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
     /// Runs until `shutdown` turns true. Waits for a kcp that is down or starting; fails early
     /// if kcp or the export is not what the settings say; afterwards errors are per object
     /// (retried, reported) and never stop it.
     /// A task of the engine that ends (a bug, a panic) is an error: the process should exit
     /// and be restarted rather than run on with a watch silently gone.
+    ///
+    /// Watches, stores and probers run from the start; the workers, the only part that
+    /// writes, run only while this process leads (always, without leader election). On
+    /// shutdown the workers take no new key, the reconciles in flight finish (at most
+    /// [`settings::defaults::DRAIN_TIMEOUT`]), and only then is the Lease released. A lost
+    /// Lease cancels the reconciles in flight at once and ends with
+    /// [`SyncError::LeadershipLost`].
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
-        let workers = self.settings.workers;
+        let workers = self.settings.workers.max(1);
         let resync_period = self.settings.resync;
+        let drain_timeout = self.settings.drain_timeout;
+        let election = self.settings.leader_election.clone();
+        let health = self.health.clone();
         let connected = match Self::connect(&self.settings, &mut shutdown).await? {
             Some(connected) => connected,
             None => return Ok(()),
@@ -115,9 +150,6 @@ impl Engine {
         for sync in &connected.resources {
             let queue =
                 WorkQueue::new(settings::defaults::RETRY_MIN, settings::defaults::RETRY_MAX);
-            for _ in 0..workers.max(1) {
-                tasks.spawn(named("worker", worker(sync.clone(), queue.clone())));
-            }
             tasks.spawn(named(
                 "resync",
                 resync(sync.clone(), queue.clone(), resync_period),
@@ -127,9 +159,10 @@ impl Engine {
                 queue_metrics(sync.clone(), queue.clone()),
             ));
             for target in connected.targets.iter() {
+                let guard = health.watch(format!("copies of {} on {}", sync.name, target.name()));
                 tasks.spawn(named(
                     "downstream watch",
-                    watch_downstream(sync.clone(), target.clone(), queue.clone()),
+                    watch_downstream(sync.clone(), target.clone(), queue.clone(), guard),
                 ));
             }
             resources.push((sync.clone(), queue));
@@ -146,28 +179,151 @@ impl Engine {
             resources.clone(),
             connected.kcp.clone(),
             connected.shards.clone(),
+            health.clone(),
         ));
 
-        let result = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => {
-                tracing::info!("shutting down");
-                Ok(())
+        // Leadership: decided by the elector, or always leading without election.
+        let (leadership_tx, mut leadership) = watch::channel(Leadership::Standby);
+        let (release, release_rx) = oneshot::channel::<()>();
+        let (elector, _always_leading) = match election {
+            None => {
+                leadership_tx.send_replace(Leadership::Leading);
+                (None, Some(leadership_tx))
             }
-            Some(ended) = tasks.join_next() => {
-                let why = match ended {
-                    Ok(name) => format!("the {name} task ended"),
-                    Err(join) if join.is_panic() => format!("a task panicked: {}", panic_message(join.into_panic())),
-                    Err(join) => format!("a task was cancelled: {join}"),
+            Some(election) => {
+                let Some(target) = connected
+                    .targets
+                    .iter()
+                    .find(|t| t.name() == election.target)
+                else {
+                    return Err(SyncError::LeaderElection(format!(
+                        "the Lease is to be held on target {:?}, which is not configured",
+                        election.target
+                    )));
                 };
-                tracing::error!(%why, "an engine task ended unexpectedly; stopping");
-                Err(SyncError::Internal(why))
+                let name = election
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("ferry-{}", connected.owner));
+                let elector = Elector::new(
+                    target.client.clone(),
+                    &election.namespace,
+                    &name,
+                    &election.identity,
+                    election.timings,
+                );
+                tracing::info!(target = %election.target, lease = %elector.lease(), identity = %election.identity, "leader election");
+                self.metrics.leader(false);
+                let task = tokio::spawn(leader::elect(elector, leadership_tx, release_rx));
+                (Some((task, election.timings)), None)
             }
         };
+        health.set_role(Role::Standby);
+
+        let mut pool: JoinSet<String> = JoinSet::new();
+        let stop = loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    tracing::info!("shutting down: no new work; draining the reconciles in flight");
+                    break Stop::Requested;
+                }
+                Some(ended) = tasks.join_next() => break Stop::TaskEnded(why_ended(ended)),
+                Some(ended) = pool.join_next() => break Stop::TaskEnded(why_ended(ended)),
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        // The elector is gone without saying why: assume the worst.
+                        break Stop::LeadershipLost;
+                    }
+                    match *leadership.borrow_and_update() {
+                        Leadership::Leading if pool.is_empty() => {
+                            for (sync, queue) in &resources {
+                                for _ in 0..workers {
+                                    pool.spawn(named("worker", worker(sync.clone(), queue.clone())));
+                                }
+                            }
+                            health.set_role(Role::Leading);
+                            health.set_workers_running(true);
+                            self.metrics.leader(true);
+                        }
+                        Leadership::Lost => break Stop::LeadershipLost,
+                        Leadership::Leading | Leadership::Standby => {}
+                    }
+                }
+            }
+        };
+
+        // Writes stop first: no worker takes a new key; then the reconciles in flight
+        // finish (or, with the Lease lost, are cancelled at once).
+        health.set_role(Role::Stopping);
         for (_, queue) in &resources {
             queue.shutdown();
         }
+        if matches!(stop, Stop::LeadershipLost) {
+            pool.shutdown().await;
+        } else {
+            drain(&mut pool, drain_timeout, &mut leadership).await;
+        }
+        health.set_workers_running(false);
+        self.metrics.leader(false);
+        // Only with every worker stopped may another process lead.
+        drop(release);
+        if let Some((task, timings)) = elector {
+            let _ = tokio::time::timeout(timings.renew_deadline, task).await;
+        }
+        // Watches and probers write nothing: they may stop anywhere.
         tasks.abort_all();
-        result
+        match stop {
+            Stop::Requested => Ok(()),
+            Stop::LeadershipLost => Err(SyncError::LeadershipLost),
+            Stop::TaskEnded(why) => {
+                tracing::error!(%why, "an engine task ended unexpectedly; stopped");
+                Err(SyncError::Internal(why))
+            }
+        }
+    }
+}
+
+/// Waits for the workers to finish their reconcile in flight (they take no new key), at
+/// most `within`; after that, or if the Lease is lost meanwhile, cancels the rest. A
+/// cancelled reconcile stops at its next await: each write is one request the server
+/// applies whole or not at all, and the next reconcile (here or in the next leader)
+/// completes what was left, so nothing is left half-written that a reconcile cannot see.
+async fn drain(
+    pool: &mut JoinSet<String>,
+    within: Duration,
+    leadership: &mut watch::Receiver<Leadership>,
+) {
+    let started = tokio::time::Instant::now();
+    let deadline = started + within;
+    loop {
+        tokio::select! {
+            ended = pool.join_next() => {
+                if ended.is_none() {
+                    tracing::info!(after = ?started.elapsed(), "reconciles drained");
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(running = pool.len(), after = ?within, "reconciles still running at the drain timeout; cancelling them");
+                pool.shutdown().await;
+                return;
+            }
+            _ = leadership.wait_for(|l| *l == Leadership::Lost) => {
+                tracing::warn!(running = pool.len(), "leadership lost while draining; cancelling the reconciles in flight");
+                pool.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+fn why_ended(ended: Result<String, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(name) => format!("the {name} task ended"),
+        Err(join) if join.is_panic() => {
+            format!("a task panicked: {}", panic_message(join.into_panic()))
+        }
+        Err(join) => format!("a task was cancelled: {join}"),
     }
 }
 
@@ -196,6 +352,8 @@ pub(crate) struct Connected {
     /// Configured resources the export does not declare, with the error, when connecting
     /// with [`Unexported::Skip`].
     pub(crate) unexported: Vec<(String, SyncError)>,
+    /// This installation's owner id (its copies' owner label).
+    pub(crate) owner: String,
 }
 
 /// What [`Connected::connect`] does with a configured resource the export does not declare.
@@ -299,6 +457,7 @@ impl Connected {
             shards,
             resources,
             unexported,
+            owner,
         })
     }
 }
@@ -497,13 +656,15 @@ impl Side {
 }
 
 /// Feeds one cache from one watch and enqueues every key an event touches. List items are
-/// buffered until the list is complete, so a relist replaces the cache in one step.
+/// buffered until the list is complete, so a relist replaces the cache in one step. The
+/// first complete list marks the watch synced in `guard`.
 async fn follow(
     sync: Arc<ResourceSync>,
     queue: WorkQueue<UpstreamKey>,
     api: Api<DynamicObject>,
     config: watcher::Config,
     side: Side,
+    guard: WatchGuard,
 ) {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = Vec::new();
@@ -524,7 +685,9 @@ async fn follow(
                     tracing::warn!(resource = %sync.name, "{} are served again", side.describe());
                 }
                 tracing::info!(resource = %sync.name, count = buffer.len(), "listed {}", side.describe());
-                side.replace(&sync, std::mem::take(&mut buffer))
+                let keys = side.replace(&sync, std::mem::take(&mut buffer));
+                guard.synced();
+                keys
             }
             Ok(Event::Apply(object)) => side
                 .apply(&sync, with_types(&sync.api, object))
@@ -571,10 +734,11 @@ async fn watch_downstream(
     sync: Arc<ResourceSync>,
     target: Arc<TargetCluster>,
     queue: WorkQueue<UpstreamKey>,
+    guard: WatchGuard,
 ) {
     let api: Api<DynamicObject> = Api::all_with(target.client.clone(), &sync.api);
     let config = watcher::Config::default().labels(&identity::managed_selector(&sync.owner));
-    follow(sync, queue, api, config, Side::Downstream(target)).await;
+    follow(sync, queue, api, config, Side::Downstream(target), guard).await;
 }
 
 async fn watch_upstream(
@@ -582,6 +746,7 @@ async fn watch_upstream(
     queue: WorkQueue<UpstreamKey>,
     client: kube::Client,
     shard: Arc<str>,
+    guard: WatchGuard,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &sync.api);
     follow(
@@ -590,6 +755,7 @@ async fn watch_upstream(
         api,
         watcher::Config::default(),
         Side::Upstream(shard),
+        guard,
     )
     .await;
 }
@@ -606,6 +772,7 @@ async fn watch_bindings(
     resources: Vec<Resource>,
     shards: Arc<Shards>,
     metrics: Arc<Metrics>,
+    guard: WatchGuard,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &kcp::api_bindings());
     let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -635,6 +802,7 @@ async fn watch_bindings(
             Ok(Event::InitDone) => {
                 tracing::info!(%shard, bound = listing.len(), "listed the export's bindings");
                 shards.listed(&shard, std::mem::take(&mut listing));
+                guard.synced();
                 recheck();
             }
             Ok(Event::Apply(binding)) => {
@@ -672,11 +840,14 @@ async fn watch_endpoint_slice(
     resources: Vec<Resource>,
     kcp: Arc<KcpClients>,
     shards: Arc<Shards>,
+    health: Arc<Health>,
 ) -> String {
     let api: Api<DynamicObject> = Api::all_with(provider, &kcp::endpoint_slices());
     let config = watcher::Config::default().fields(&format!("metadata.name={export}"));
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut open: HashMap<String, Vec<AbortHandle>> = HashMap::new();
+    let guard = health.watch(format!("the endpoint slice of {export}"));
+    // Each shard's watch tasks, with their health entries to retire when the shard leaves.
+    let mut open: HashMap<String, Vec<(AbortHandle, WatchId)>> = HashMap::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
     let mut announced_empty = false;
     loop {
@@ -695,7 +866,11 @@ async fn watch_endpoint_slice(
         let urls = match event {
             Ok(Event::Apply(slice) | Event::InitApply(slice)) => kcp::endpoint_urls(&slice),
             Ok(Event::Delete(_)) => BTreeSet::new(),
-            Ok(Event::Init | Event::InitDone) => continue,
+            Ok(Event::InitDone) => {
+                guard.synced();
+                continue;
+            }
+            Ok(Event::Init) => continue,
             Err(err) => {
                 tracing::warn!(%export, error = %explain::chain(&err), "watch of the endpoint slice failed; retrying");
                 continue;
@@ -712,7 +887,8 @@ async fn watch_endpoint_slice(
             .collect::<Vec<_>>()
         {
             tracing::warn!(shard = %gone, "shard left the endpoint slice; its copies are kept until it returns");
-            for handle in open.remove(&gone).into_iter().flatten() {
+            for (handle, id) in open.remove(&gone).into_iter().flatten() {
+                health.retire(id);
                 handle.abort();
             }
             shards.remove(&gone);
@@ -734,18 +910,29 @@ async fn watch_endpoint_slice(
                 }
             };
             let shard: Arc<str> = Arc::from(url.as_str());
-            let mut handles: Vec<AbortHandle> = resources
+            let mut handles: Vec<(AbortHandle, WatchId)> = resources
                 .iter()
                 .map(|(sync, queue)| {
                     sync.upstream.add_shard(&shard);
-                    tasks.spawn(named(
+                    let guard = health.watch(format!("{} on shard {url}", sync.name));
+                    let id = guard.id();
+                    let handle = tasks.spawn(named(
                         "upstream watch",
-                        watch_upstream(sync.clone(), queue.clone(), client.clone(), shard.clone()),
-                    ))
+                        watch_upstream(
+                            sync.clone(),
+                            queue.clone(),
+                            client.clone(),
+                            shard.clone(),
+                            guard,
+                        ),
+                    ));
+                    (handle, id)
                 })
                 .collect();
             if let Some((sync, _)) = resources.first() {
-                handles.push(tasks.spawn(named(
+                let guard = health.watch(format!("APIBindings on shard {url}"));
+                let id = guard.id();
+                let handle = tasks.spawn(named(
                     "bindings watch",
                     watch_bindings(
                         client.clone(),
@@ -754,8 +941,10 @@ async fn watch_endpoint_slice(
                         resources.clone(),
                         shards.clone(),
                         sync.metrics.clone(),
+                        guard,
                     ),
-                )));
+                ));
+                handles.push((handle, id));
             }
             open.insert(url, handles);
         }
@@ -781,5 +970,64 @@ mod tests {
         assert!(!not_served(&watcher::Error::InitialListFailed(forbidden)));
         assert!(!not_served(&watcher::Error::WatchError(status(410))));
         assert!(!not_served(&watcher::Error::NoResourceVersion));
+    }
+
+    /// A pool of one worker whose reconcile takes `takes`, recording when it finishes.
+    fn pool_with_reconcile_of(
+        takes: Duration,
+    ) -> (JoinSet<String>, Arc<std::sync::atomic::AtomicBool>) {
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut pool = JoinSet::new();
+        let done = finished.clone();
+        pool.spawn(named("worker", async move {
+            tokio::time::sleep(takes).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        }));
+        (pool, finished)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_lets_a_reconcile_in_flight_finish() {
+        let (mut pool, finished) = pool_with_reconcile_of(Duration::from_secs(3));
+        let (_keep, mut leadership) = watch::channel(Leadership::Leading);
+        let started = tokio::time::Instant::now();
+        drain(&mut pool, Duration::from_secs(10), &mut leadership).await;
+        assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_still_running_at_the_drain_timeout_is_cancelled() {
+        let (mut pool, finished) = pool_with_reconcile_of(Duration::from_secs(60));
+        let (_keep, mut leadership) = watch::channel(Leadership::Leading);
+        let started = tokio::time::Instant::now();
+        drain(&mut pool, Duration::from_secs(10), &mut leadership).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(pool.is_empty());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "cancelled"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lost_while_draining_cancels_the_reconciles_at_once() {
+        let (mut pool, finished) = pool_with_reconcile_of(Duration::from_secs(8));
+        let (leadership_tx, mut leadership) = watch::channel(Leadership::Leading);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            leadership_tx.send_replace(Leadership::Lost);
+            // Kept alive: only the value says the Lease is lost.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let started = tokio::time::Instant::now();
+        drain(&mut pool, Duration::from_secs(10), &mut leadership).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "cancelled"
+        );
     }
 }

@@ -29,6 +29,10 @@ pub struct SyncSettings {
     pub metrics: Arc<Metrics>,
     /// Pod Security Admission level of the namespaces Ferry creates on targets.
     pub pod_security: crate::namespace::PodSecurityLevel,
+    /// How long a shutdown waits for the reconciles in flight before it cancels them.
+    pub drain_timeout: Duration,
+    /// Leader election; `None`: this process always leads (run one replica).
+    pub leader_election: Option<crate::leader::LeaderElectionSettings>,
 }
 
 /// The kcp side.
@@ -101,4 +105,7 @@ pub mod defaults {
     pub const RETRY_MIN: Duration = Duration::from_millis(500);
     /// Maximum retry delay after repeated failures.
     pub const RETRY_MAX: Duration = Duration::from_secs(60);
+    /// How long a shutdown waits for the reconciles in flight: within Kubernetes' default
+    /// 30 s termination grace period, with room for releasing the Lease.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 }

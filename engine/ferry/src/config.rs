@@ -15,7 +15,7 @@ use crate::plugin_lookup;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// kcp connection and export.
     pub kcp: KcpConfig,
@@ -29,6 +29,9 @@ pub struct Config {
     /// Engine tuning.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// Where and how `ferry run --leader-elect` holds its Lease.
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
     /// How Ferry sets up the namespaces it creates on targets.
     #[serde(default)]
     pub namespaces: NamespacesConfig,
@@ -137,6 +140,47 @@ pub struct EngineConfig {
     /// Per-target time limit of one reconcile, in seconds.
     #[serde(default)]
     pub target_timeout_seconds: Option<u64>,
+}
+
+/// `leaderElection:`. Every key is optional; it only takes effect with `--leader-elect`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderElectionConfig {
+    /// The target cluster that holds the Lease (default: the first target).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Namespace of the Lease (default `ferry-system`; created if missing).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Name of the Lease (default `ferry-<owner id>`, one per installation).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lease duration in seconds.
+    #[serde(default)]
+    pub lease_duration_seconds: Option<u64>,
+    /// Renew deadline in seconds.
+    #[serde(default)]
+    pub renew_deadline_seconds: Option<u64>,
+    /// Retry period in seconds.
+    #[serde(default)]
+    pub retry_period_seconds: Option<u64>,
+}
+
+/// Default namespace of the leader Lease.
+pub const DEFAULT_LEASE_NAMESPACE: &str = "ferry-system";
+
+impl LeaderElectionConfig {
+    /// Lease duration, renew deadline and retry period, defaults filled in.
+    pub fn timings(&self) -> ferry_sync::lease::LeaseTimings {
+        let defaults = ferry_sync::lease::LeaseTimings::default();
+        let secs =
+            |v: Option<u64>, d: std::time::Duration| v.map_or(d, std::time::Duration::from_secs);
+        ferry_sync::lease::LeaseTimings {
+            lease_duration: secs(self.lease_duration_seconds, defaults.lease_duration),
+            renew_deadline: secs(self.renew_deadline_seconds, defaults.renew_deadline),
+            retry_period: secs(self.retry_period_seconds, defaults.retry_period),
+        }
+    }
 }
 
 /// Everything wrong with a configuration file.
@@ -323,6 +367,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         }
     }
     check_engine(&mut problems, &config.engine);
+    check_leader_election(&mut problems, &config.leader_election, &names);
     if problems.is_empty() {
         Ok(Loaded {
             config,
@@ -357,6 +402,111 @@ mod limits {
     pub const MAX_IN_FLIGHT: (usize, usize) = (1, 10_000);
     /// `targets[].writesPerSecond`: at least one write every 1000 s.
     pub const MIN_WRITES_PER_SECOND: f64 = 0.001;
+    /// `leaderElection.leaseDurationSeconds`: up to an hour (a standby waits this long
+    /// after a crash of the leader).
+    pub const LEASE_DURATION_SECONDS: (u64, u64) = (2, 3600);
+    /// `leaderElection.renewDeadlineSeconds`; also below the lease duration.
+    pub const RENEW_DEADLINE_SECONDS: (u64, u64) = (1, 3599);
+    /// `leaderElection.retryPeriodSeconds`; also below the renew deadline.
+    pub const RETRY_PERIOD_SECONDS: (u64, u64) = (1, 3598);
+}
+
+/// `leaderElection:` settings that cannot work: out of range, in the wrong order (the leader
+/// must give up before a standby may take over, and retry at least once before it gives
+/// up), a target that is not configured, a name the API server refuses.
+fn check_leader_election(
+    problems: &mut Vec<(String, String)>,
+    election: &LeaderElectionConfig,
+    targets: &BTreeSet<String>,
+) {
+    if let Some(target) = &election.target
+        && !targets.contains(target)
+    {
+        problems.push((
+            "leaderElection.target".into(),
+            format!(
+                "{target:?} is not a configured target (targets: {})",
+                targets.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if let Some(namespace) = &election.namespace
+        && !is_dns_label(namespace)
+    {
+        problems.push((
+            "leaderElection.namespace".into(),
+            format!("{namespace:?} must be a DNS label (lower-case letters, digits, '-')"),
+        ));
+    }
+    if let Some(name) = &election.name
+        && !is_dns_subdomain(name)
+    {
+        problems.push((
+            "leaderElection.name".into(),
+            format!(
+                "{name:?} must be a DNS subdomain (lower-case letters, digits, '-', '.'; at most 253)"
+            ),
+        ));
+    }
+    let timings = election.timings();
+    let before = problems.len();
+    for (key, value, range, meaning, default) in [
+        (
+            "leaderElection.leaseDurationSeconds",
+            election.lease_duration_seconds,
+            limits::LEASE_DURATION_SECONDS,
+            "seconds a standby waits, after the Lease last changed, before it takes over",
+            timings.lease_duration,
+        ),
+        (
+            "leaderElection.renewDeadlineSeconds",
+            election.renew_deadline_seconds,
+            limits::RENEW_DEADLINE_SECONDS,
+            "seconds the leader keeps trying to renew before it stops writing",
+            timings.renew_deadline,
+        ),
+        (
+            "leaderElection.retryPeriodSeconds",
+            election.retry_period_seconds,
+            limits::RETRY_PERIOD_SECONDS,
+            "seconds between two renewals, or two tries of a standby",
+            timings.retry_period,
+        ),
+    ] {
+        if let Some(n) = value {
+            check_range(
+                problems,
+                key,
+                n,
+                range,
+                &format!("{meaning} (default {})", default.as_secs()),
+            );
+        }
+    }
+    if problems.len() > before {
+        return;
+    }
+    if timings.renew_deadline >= timings.lease_duration {
+        problems.push((
+            "leaderElection.renewDeadlineSeconds".into(),
+            format!(
+                "must be less than leaseDurationSeconds ({}), not {}: the leader must stop \
+                 writing before a standby may take over",
+                timings.lease_duration.as_secs(),
+                timings.renew_deadline.as_secs()
+            ),
+        ));
+    } else if timings.retry_period >= timings.renew_deadline {
+        problems.push((
+            "leaderElection.retryPeriodSeconds".into(),
+            format!(
+                "must be less than renewDeadlineSeconds ({}), not {}: the leader must be \
+                 able to retry a failed renewal before it gives up",
+                timings.renew_deadline.as_secs(),
+                timings.retry_period.as_secs()
+            ),
+        ));
+    }
 }
 
 /// `engine:` settings that the engine cannot run with.
@@ -498,6 +648,11 @@ fn check_kubeconfig(
         )),
         Some(_) => {}
     }
+}
+
+/// A DNS-1123 subdomain: dot-separated DNS labels, at most 253 characters in all.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
 fn is_dns_label(name: &str) -> bool {
@@ -833,5 +988,109 @@ plugins: {dir: plugins}
                 .contains("available: default-transform, label-placement"),
             "{err}"
         );
+    }
+
+    /// `VALID` with `section` as its `leaderElection:` section.
+    fn load_election(name: &str, section: &str) -> Result<Loaded, ConfigError> {
+        let dir = temp_dir(name);
+        let text = format!("{VALID}leaderElection: {{{section}}}\n");
+        load(&write(&dir, "ferry.yaml", &text))
+    }
+
+    #[test]
+    fn leader_election_defaults_to_controller_runtimes_timings_without_a_section() {
+        let dir = temp_dir("election-defaults");
+        let loaded = load(&write(&dir, "ferry.yaml", VALID)).expect("valid");
+        let election = &loaded.config.leader_election;
+        assert_eq!(election.target, None);
+        assert_eq!(election.namespace, None);
+        assert_eq!(election.name, None);
+        let timings = election.timings();
+        assert_eq!(timings.lease_duration, std::time::Duration::from_secs(15));
+        assert_eq!(timings.renew_deadline, std::time::Duration::from_secs(10));
+        assert_eq!(timings.retry_period, std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_full_leader_election_section_loads() {
+        let loaded = load_election(
+            "election-full",
+            "target: cluster-1, namespace: ops, name: ferry.prod, leaseDurationSeconds: 30, \
+             renewDeadlineSeconds: 20, retryPeriodSeconds: 5",
+        )
+        .expect("valid");
+        let election = &loaded.config.leader_election;
+        assert_eq!(election.target.as_deref(), Some("cluster-1"));
+        assert_eq!(election.name.as_deref(), Some("ferry.prod"));
+        assert_eq!(
+            election.timings().retry_period,
+            std::time::Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn a_lease_on_a_target_that_is_not_configured_is_refused_with_the_targets_listed() {
+        let err = load_election("election-target", "target: cluster-9").expect_err("unknown");
+        let problem = only_problem(&err.problems, "leaderElection.target");
+        assert!(
+            problem.contains("\"cluster-9\" is not a configured target (targets: cluster-1)"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_renew_deadline_not_below_the_lease_duration_is_refused() {
+        let err = load_election(
+            "election-order",
+            "leaseDurationSeconds: 10, renewDeadlineSeconds: 10",
+        )
+        .expect_err("order");
+        let problem = only_problem(&err.problems, "leaderElection.renewDeadlineSeconds");
+        assert!(
+            problem.contains("must be less than leaseDurationSeconds (10), not 10"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_retry_period_not_below_the_renew_deadline_is_refused() {
+        let err = load_election("election-retry", "retryPeriodSeconds: 10").expect_err("order");
+        let problem = only_problem(&err.problems, "leaderElection.retryPeriodSeconds");
+        assert!(
+            problem.contains("must be less than renewDeadlineSeconds (10), not 10"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn leader_election_timings_out_of_range_and_bad_names_are_refused_with_their_keys() {
+        let err = load_election(
+            "election-range",
+            "leaseDurationSeconds: 0, renewDeadlineSeconds: 0, retryPeriodSeconds: 0, \
+             namespace: Ferry_System, name: 'bad name'",
+        )
+        .expect_err("range");
+        let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "leaderElection.namespace",
+                "leaderElection.name",
+                "leaderElection.leaseDurationSeconds",
+                "leaderElection.renewDeadlineSeconds",
+                "leaderElection.retryPeriodSeconds",
+            ],
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("must be from 2 to 3600, not 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_leader_election_key_is_refused() {
+        let err = load_election("election-typo", "leaseDuration: 15").expect_err("typo");
+        assert!(err.to_string().contains("leaderElection"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 mod chain;
 mod check;
 mod config;
+mod endpoint;
 mod logging;
 mod plugin;
 mod plugin_lookup;

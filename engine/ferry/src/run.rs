@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ferry_sync::leader::LeaderElectionSettings;
 use ferry_sync::metrics::Metrics;
 use ferry_sync::settings::defaults;
 use ferry_sync::{Engine, KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 use ferry_wasm::{CallReport, Limits, PluginOptions, Runtime, RuntimeConfig};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::io::AsyncWriteExt;
 
 use crate::chain::WasmChain;
 use crate::config::{self, PluginRef};
@@ -22,9 +22,14 @@ pub struct Args {
     /// The configuration file.
     #[arg(long, short, default_value = "ferry.yaml")]
     config: PathBuf,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090).
+    /// Serve Prometheus metrics (/metrics) and the health probes (/healthz, /readyz) on
+    /// this address (e.g. 0.0.0.0:9090).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Run as one of several replicas: only the holder of a Lease on a target cluster
+    /// writes, the others keep their caches warm (see `leaderElection:` in the file).
+    #[arg(long)]
+    leader_elect: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -32,7 +37,7 @@ pub fn main(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(loaded, args.metrics_addr))
+    runtime.block_on(run(loaded, args.metrics_addr, args.leader_elect))
 }
 
 async fn kube_config(
@@ -99,15 +104,26 @@ fn plugin_call_observer(metrics: Arc<Metrics>) -> impl Fn(&CallReport<'_>) + Sen
     }
 }
 
-async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result<()> {
-    let settings = settings(&loaded, Arc::new(Metrics::default())).await?;
+async fn run(
+    loaded: config::Loaded,
+    metrics_addr: Option<SocketAddr>,
+    leader_elect: bool,
+) -> Result<()> {
+    let mut settings = settings(&loaded, Arc::new(Metrics::default())).await?;
+    if leader_elect {
+        settings.leader_election = Some(leader_election(&loaded.config));
+    }
     let engine = Engine::new(settings);
     if let Some(addr) = metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tokio::spawn(serve_metrics(listener, engine.metrics()));
-        tracing::info!(%addr, "serving metrics at /metrics");
+        let sources = crate::endpoint::Sources {
+            metrics: engine.metrics(),
+            health: engine.health(),
+        };
+        tokio::spawn(crate::endpoint::serve(listener, sources));
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -124,6 +140,38 @@ async fn run(loaded: config::Loaded, metrics_addr: Option<SocketAddr>) -> Result
     });
     engine.run(shutdown).await?;
     Ok(())
+}
+
+/// Leader election as `leaderElection:` says, defaults filled in.
+fn leader_election(config: &config::Config) -> LeaderElectionSettings {
+    let election = &config.leader_election;
+    LeaderElectionSettings {
+        target: election
+            .target
+            .clone()
+            .or_else(|| config.targets.first().map(|t| t.name.clone()))
+            .unwrap_or_default(),
+        namespace: election
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_LEASE_NAMESPACE.to_string()),
+        name: election.name.clone(),
+        identity: identity(),
+        timings: election.timings(),
+    }
+}
+
+/// This process in the Lease: the pod's name (`POD_NAME` from the downward API, else the
+/// host name, which is the pod's name in Kubernetes) and a random suffix, so that two
+/// processes on one host, or a restarted pod, never pass for each other.
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| hostname::get().ok()?.into_string().ok())
+        .unwrap_or_else(|| "ferry".into());
+    let suffix = (ferry_sync::leader::random_fraction() * f64::from(u32::MAX)) as u32;
+    format!("{host}_{suffix:08x}")
 }
 
 /// The engine's settings from a validated configuration: plugins loaded (and configured),
@@ -208,28 +256,7 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
             .map_or(defaults::TARGET_TIMEOUT, Duration::from_secs),
         metrics,
         pod_security: config.namespaces.pod_security,
+        drain_timeout: defaults::DRAIN_TIMEOUT,
+        leader_election: None,
     })
-}
-
-/// A minimal HTTP endpoint for Prometheus: every request gets the metrics.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let body = metrics.render();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 1024];
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::io::AsyncReadExt::read(&mut socket, &mut buffer),
-            )
-            .await;
-            let _ = socket.write_all(response.as_bytes()).await;
-        });
-    }
 }

@@ -145,6 +145,10 @@ pub struct FerryOptions {
     pub target_kubeconfigs: Vec<PathBuf>,
     /// YAML appended to the configuration as is (top-level sections such as `namespaces:`).
     pub extra_config: String,
+    /// Run with `--leader-elect`.
+    pub leader_elect: bool,
+    /// Keys of the `leaderElection:` section, in YAML flow style (e.g. `retryPeriodSeconds: 1`).
+    pub leader_election: String,
 }
 
 impl Default for FerryOptions {
@@ -160,6 +164,8 @@ impl Default for FerryOptions {
             log_format: "text".into(),
             target_kubeconfigs: Vec::new(),
             extra_config: String::new(),
+            leader_elect: false,
+            leader_election: String::new(),
         }
     }
 }
@@ -176,6 +182,8 @@ pub struct Ferry {
     pub metrics_port: u16,
     /// `--log-format`.
     log_format: String,
+    /// Extra arguments of `ferry run`.
+    args: Vec<String>,
 }
 
 impl Ferry {
@@ -210,7 +218,8 @@ impl Ferry {
              \x20 transform: {{plugin: default-transform}}\n\
              \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
              plugins: {{dir: {plugins}}}\n\
-             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n",
+             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n\
+             leaderElection: {{{election}}}\n",
             kcp = env.kcp_kubeconfig().display(),
             context = options.kcp_context,
             workspace = provider.path,
@@ -222,6 +231,7 @@ impl Ferry {
             plugins = plugin_dir().display(),
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
+            election = options.leader_election,
         );
         text.push_str(&options.extra_config);
         std::fs::write(&config, text)?;
@@ -234,6 +244,11 @@ impl Ferry {
             config,
             metrics_port,
             log_format: options.log_format.clone(),
+            args: if options.leader_elect {
+                vec!["--leader-elect".into()]
+            } else {
+                Vec::new()
+            },
         };
         if !options.defer_start {
             ferry.restart()?;
@@ -254,6 +269,7 @@ impl Ferry {
             .arg(&self.config)
             .arg(format!("--metrics-addr=127.0.0.1:{}", self.metrics_port))
             .arg(format!("--log-format={}", self.log_format))
+            .args(&self.args)
             .env("FERRY_LOG", "info,ferry_sync=debug,kube=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -285,6 +301,47 @@ impl Ferry {
             .parse()
             .ok()?;
         Some(kib / 1024.0)
+    }
+
+    /// Sends SIGTERM, as the kubelet does to stop a pod.
+    pub fn terminate(&self) -> Result<()> {
+        let child = self.child.as_ref().context("ferry is not running")?;
+        crate::signal(child.id(), "-TERM")
+    }
+
+    /// Waits at most `timeout` for the process to exit, and returns its exit code (None if
+    /// a signal ended it).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().context("ferry is not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("ferry did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GET `path` on the metrics endpoint: (status code, body).
+    pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        socket
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await?;
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no status line in {text:?}"))?;
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok((status, body.to_string()))
     }
 
     /// Fails if the process exited (e.g. a configuration error), with its log.

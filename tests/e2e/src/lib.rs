@@ -91,7 +91,8 @@ impl Env {
     }
 }
 
-fn signal(pid: u32, signal: &str) -> Result<()> {
+/// Sends `signal` (e.g. `-STOP`) to process `pid`.
+pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
     let status = std::process::Command::new("kill")
         .arg(signal)
         .arg(pid.to_string())

@@ -146,6 +146,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     bound_workspaces: Family<ShardLabels, Gauge>,
     target_up: Family<TargetLabels, Gauge>,
+    leader: Gauge,
     queue_ready: Family<ByResource, Gauge>,
     queue_delayed: Family<ByResource, Gauge>,
     queue_oldest_age: Family<ByResource, Gauge<f64, AtomicU64>>,
@@ -169,6 +170,7 @@ impl Default for Metrics {
             events: Family::default(),
             bound_workspaces: Family::default(),
             target_up: Family::default(),
+            leader: Gauge::default(),
             queue_ready: Family::default(),
             queue_delayed: Family::default(),
             queue_oldest_age: Family::default(),
@@ -232,6 +234,11 @@ impl Default for Metrics {
             "ferry_target_up",
             "Whether a target cluster answers (1) or not (0), by target",
             m.target_up.clone(),
+        );
+        registry.register(
+            "ferry_leader",
+            "Whether this process leads and its workers write (1) or it is a standby (0)",
+            m.leader.clone(),
         );
         registry.register(
             "ferry_queue_ready",
@@ -376,6 +383,11 @@ impl Metrics {
                 target: target.into(),
             })
             .set(i64::from(up));
+    }
+
+    /// Whether this process leads (its workers write) or is a standby.
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The queue of `resource`: keys ready, keys delayed, and how long the oldest ready key

@@ -59,6 +59,7 @@ fn recorded() -> Metrics {
     metrics.target_up("cluster-\"2\"", false);
     metrics.queue("deployments.apps", 3, 1, Some(Duration::from_millis(2500)));
     metrics.copies_kept("deployments.apps", 0);
+    metrics.leader(true);
     metrics.plugin_call(
         "label-placement",
         Hook::Place,
@@ -93,6 +94,7 @@ fn every_metric_renders_with_its_type_in_the_prometheus_text_format() {
         ("ferry_events_total", "counter"),
         ("ferry_bound_workspaces", "gauge"),
         ("ferry_target_up", "gauge"),
+        ("ferry_leader", "gauge"),
         ("ferry_queue_ready", "gauge"),
         ("ferry_queue_delayed", "gauge"),
         ("ferry_queue_oldest_age_seconds", "gauge"),
