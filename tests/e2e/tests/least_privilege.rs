@@ -239,8 +239,11 @@ async fn ferry_syncs_with_only_its_target_role_and_nobody_else_gets_its_namespac
                 .await?,
         );
     }
+    // With leader election, as deployed: the Lease on cluster-1 is held with the same
+    // identity, through deploy/target/leader-election.yaml alone.
     let options = FerryOptions {
         target_kubeconfigs: kubeconfigs.clone(),
+        leader_elect: true,
         ..Default::default()
     };
     let mut s = Scenario::start(&env, "least-privilege", 1, options).await?;
@@ -255,6 +258,11 @@ async fn ferry_syncs_with_only_its_target_role_and_nobody_else_gets_its_namespac
         })
         .await?;
         s.ferry.wait_clean(Duration::from_secs(60)).await?;
+        ensure!(
+            s.ferry.metric("ferry_leader").await? == 1,
+            "Ferry does not lead with the deployed identity: {}",
+            s.ferry.log()
+        );
         let mapped = ferry::mapped_namespace(&s.tenants[0], "demo");
 
         // The same identity is refused everything outside the role.
