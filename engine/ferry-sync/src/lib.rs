@@ -366,6 +366,18 @@ pub(crate) enum Unexported {
 }
 
 impl Connected {
+    /// The virtual workspace URLs of the export's endpoint slice, read once (the engine
+    /// watches the slice instead; audits and uninstall take one look).
+    pub(crate) async fn shard_urls(&self) -> Result<BTreeSet<String>, SyncError> {
+        let slices: Api<DynamicObject> =
+            Api::all_with(self.provider.clone(), &kcp::endpoint_slices());
+        let slice = slices
+            .get(&self.export)
+            .await
+            .map_err(|e| SyncError::api(format!("reading endpoint slice {}", self.export), e))?;
+        Ok(kcp::endpoint_urls(&slice))
+    }
+
     /// Learns the provider's logical cluster and each resource's version and kind from the
     /// export; fails with a precise error if kcp or the export is not as configured.
     pub(crate) async fn connect(

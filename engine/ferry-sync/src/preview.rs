@@ -80,13 +80,7 @@ pub async fn survey(settings: SyncSettings, cluster: Option<&str>) -> Result<Sur
             why: err.to_string(),
         })
         .collect();
-    let slices: Api<DynamicObject> =
-        Api::all_with(connected.provider.clone(), &kcp::endpoint_slices());
-    let slice = slices
-        .get(&connected.export)
-        .await
-        .map_err(|e| SyncError::api(format!("reading endpoint slice {}", connected.export), e))?;
-    let urls = kcp::endpoint_urls(&slice);
+    let urls = connected.shard_urls().await?;
     for url in &urls {
         let shard: Arc<str> = Arc::from(url.as_str());
         let client = connected.kcp.for_url(&format!("{url}/clusters/*"))?;

@@ -156,13 +156,7 @@ async fn remove_finalizers(
     report: &mut UninstallReport,
 ) -> Result<BTreeSet<String>, SyncError> {
     let mut clusters = BTreeSet::new();
-    let slices: Api<DynamicObject> =
-        Api::all_with(connected.provider.clone(), &kcp::endpoint_slices());
-    let slice = slices
-        .get(&connected.export)
-        .await
-        .map_err(|e| SyncError::api(format!("reading endpoint slice {}", connected.export), e))?;
-    for url in kcp::endpoint_urls(&slice) {
+    for url in connected.shard_urls().await? {
         let client = connected.kcp.for_url(&format!("{url}/clusters/*"))?;
         let bindings: Api<DynamicObject> = Api::all_with(client.clone(), &kcp::api_bindings());
         match bindings.list(&ListParams::default()).await {
