@@ -70,7 +70,45 @@ impl Scenario {
             );
         }
         self.ferry.kill();
+        self.remove_copies();
         result
+    }
+
+    /// Deletes, on every target, the namespaces Ferry made for this scenario's tenants (not
+    /// waiting for them to go). The simulated nodes have room for a few hundred Pods per
+    /// cluster; copies left behind by one test file would leave the next one's Pods Pending,
+    /// and its status tests waiting for ready replicas that never come.
+    fn remove_copies(&self) {
+        let clusters: Vec<&str> = self
+            .tenants
+            .iter()
+            .map(|t| t.logical_cluster.as_str())
+            .collect();
+        if clusters.is_empty() {
+            return;
+        }
+        let selector = format!(
+            "{} in ({})",
+            ferry_core::identity::CLUSTER,
+            clusters.join(",")
+        );
+        for cluster in CLUSTERS {
+            let kubeconfig = self.env.dir.join(format!("{cluster}.kubeconfig"));
+            let kubeconfig = kubeconfig.to_string_lossy();
+            let args = [
+                "--kubeconfig",
+                &*kubeconfig,
+                "delete",
+                "namespaces",
+                "-l",
+                &selector,
+                "--wait=false",
+                "--ignore-not-found",
+            ];
+            if let Err(err) = crate::deploy::run_kubectl(&self.env, &args) {
+                eprintln!("warning: removing the scenario's copies on {cluster}: {err:#}");
+            }
+        }
     }
 
     /// Deployments in tenant `i`'s namespace `demo`.
