@@ -64,6 +64,12 @@ pub struct UninstallReport {
 }
 
 impl UninstallReport {
+    /// Records a failed request (what Ferry was doing, and the server's answer); the rest
+    /// goes on.
+    fn api_failed(&mut self, action: String, err: kube::Error) {
+        self.failures.push(SyncError::api(action, err).to_string());
+    }
+
     fn workspace(&mut self, cluster: &str) -> &mut WorkspaceReport {
         self.workspaces.entry(cluster.to_string()).or_default()
     }
@@ -171,19 +177,14 @@ async fn remove_finalizers(
                     })
                     .filter_map(|b| crate::store::upstream_key(b).map(|k| k.cluster)),
             ),
-            Err(err) => report.failures.push(
-                SyncError::api(format!("listing APIBindings through {url}"), err).to_string(),
-            ),
+            Err(err) => report.api_failed(format!("listing APIBindings through {url}"), err),
         }
         for sync in &connected.resources {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync.api);
             let list = match api.list(&ListParams::default()).await {
                 Ok(list) => list,
                 Err(err) => {
-                    report.failures.push(
-                        SyncError::api(format!("listing {} through {url}", sync.name), err)
-                            .to_string(),
-                    );
+                    report.api_failed(format!("listing {} through {url}", sync.name), err);
                     continue;
                 }
             };
@@ -282,12 +283,9 @@ async fn delete_copies(
         let copies = match api.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => list.items,
             Err(err) => {
-                report.failures.push(
-                    SyncError::api(
-                        format!("listing {} copies on {}", sync.name, target.name()),
-                        err,
-                    )
-                    .to_string(),
+                report.api_failed(
+                    format!("listing {} copies on {}", sync.name, target.name()),
+                    err,
                 );
                 continue;
             }
@@ -318,12 +316,9 @@ async fn delete_copies(
     let list = match namespaces.list(&params).await {
         Ok(list) => list.items,
         Err(err) => {
-            report.failures.push(
-                SyncError::api(
-                    format!("listing Ferry's namespaces on {}", target.name()),
-                    err,
-                )
-                .to_string(),
+            report.api_failed(
+                format!("listing Ferry's namespaces on {}", target.name()),
+                err,
             );
             return;
         }
@@ -365,12 +360,9 @@ async fn delete_copies(
                 Ok(_) => {}
                 Err(err) if is_not_found(&err) => continue,
                 Err(err) => {
-                    report.failures.push(
-                        SyncError::api(
-                            format!("deleting namespace {name} on {}", target.name()),
-                            err,
-                        )
-                        .to_string(),
+                    report.api_failed(
+                        format!("deleting namespace {name} on {}", target.name()),
+                        err,
                     );
                     continue;
                 }
