@@ -11,6 +11,6 @@ pub mod plugin;
 pub mod validate;
 
 pub use plugin::{
-    CallErrorKind, Downstream, Hook, ObjectContext, PluginError, PluginErrorKind, Target,
+    CallErrorKind, Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target,
 };
 pub use validate::{OutputError, TransformPolicy};

@@ -44,9 +44,18 @@ impl Target {
 pub struct ObjectContext {
     /// kcp logical cluster name of the object's workspace (the `kcp.io/cluster` annotation).
     pub logical_cluster: String,
-    /// Workspace path such as `root:team-a`, when the engine knows it.
+    /// Workspace path such as `root:team-a`, when the engine knows it (read from the
+    /// workspace's `LogicalCluster` through the export's permission claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_path: Option<String>,
+    /// Labels of the workspace's `LogicalCluster` whose keys the operator opted into
+    /// (contract v0.2.0 and later; v0.1.0 plugins never see them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workspace_labels: BTreeMap<String, String>,
+    /// Annotations of the workspace's `LogicalCluster` whose keys the operator opted into
+    /// (contract v0.2.0 and later).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workspace_annotations: BTreeMap<String, String>,
     /// Namespace of the upstream object.
     pub namespace: String,
     /// Namespace the object maps to on every target. Transform output must land there.
@@ -62,6 +71,23 @@ pub struct Downstream {
     pub object: Option<serde_json::Value>,
 }
 
+/// A reference from one upstream object to another it needs on its targets (contract v0.2.0
+/// `dependencies` hook): same workspace and namespace as the referencing object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    /// API group, empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// Plural resource name, e.g. `configmaps`.
+    pub resource: String,
+    /// Object name.
+    pub name: String,
+    /// The dependent works without it: a missing optional dependency is not reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
 /// The hooks of the contract. `Configure` is called before every other hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -74,6 +100,8 @@ pub enum Hook {
     Transform,
     /// `aggregate-status`: fold downstream status into the upstream status.
     AggregateStatus,
+    /// `dependencies` (contract v0.2.0): the objects an object needs on its targets.
+    Dependencies,
 }
 
 impl Hook {
@@ -85,6 +113,7 @@ impl Hook {
             Hook::Place => "place",
             Hook::Transform => "transform",
             Hook::AggregateStatus => "aggregate-status",
+            Hook::Dependencies => "dependencies",
         }
     }
 
@@ -96,12 +125,14 @@ impl Hook {
             Hook::Place => "placement",
             Hook::Transform => "transform",
             Hook::AggregateStatus => "status",
+            Hook::Dependencies => "dependencies",
         }
     }
 
     /// Every hook, in call order.
-    pub const ALL: [Hook; 4] = [
+    pub const ALL: [Hook; 5] = [
         Hook::Configure,
+        Hook::Dependencies,
         Hook::Place,
         Hook::Transform,
         Hook::AggregateStatus,

@@ -233,6 +233,8 @@ mod tests {
         ObjectContext {
             logical_cluster: "abc".into(),
             workspace_path: None,
+            workspace_labels: Default::default(),
+            workspace_annotations: Default::default(),
             namespace: "default".into(),
             downstream_namespace: "ferry-1234".into(),
         }

@@ -293,6 +293,8 @@ pub fn object_context(key: &UpstreamKey, workspace_path: Option<&str>) -> Object
     ObjectContext {
         logical_cluster: key.cluster.clone(),
         workspace_path: workspace_path.map(str::to_string),
+        workspace_labels: Default::default(),
+        workspace_annotations: Default::default(),
         namespace: key.namespace.clone(),
         downstream_namespace: key.downstream_namespace(),
     }

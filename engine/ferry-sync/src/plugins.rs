@@ -1,7 +1,7 @@
 //! The engine's view of a resource's plugin chain. The engine depends on this trait only;
 //! the binary implements it on top of the Wasm runtime, and unit tests on plain closures.
 
-use ferry_core::{CallErrorKind, Downstream, Hook, ObjectContext, Target};
+use ferry_core::{CallErrorKind, Downstream, Hook, ObjectContext, ObjectRef, Target};
 use serde_json::Value;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
@@ -50,4 +50,29 @@ pub trait PluginChain: Send + Sync + 'static {
         object: &Value,
         downstream: &[Downstream],
     ) -> Result<Option<Value>, HookError>;
+
+    /// The object on every placed target, one result per target in the order of `targets`.
+    /// A contract v0.2.0 transform plugin answers all targets in one call (one
+    /// serialisation of the object per reconcile); the default asks per target.
+    fn transform_all(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        targets: &[Target],
+    ) -> Vec<Result<Option<Value>, HookError>> {
+        targets
+            .iter()
+            .map(|target| self.transform(context, object, target))
+            .collect()
+    }
+
+    /// The objects `object` needs on its targets (contract v0.2.0 `dependencies` hook).
+    /// Resources without a dependencies plugin need nothing.
+    fn dependencies(
+        &self,
+        _context: &ObjectContext,
+        _object: &Value,
+    ) -> Result<Vec<ObjectRef>, HookError> {
+        Ok(Vec::new())
+    }
 }

@@ -35,6 +35,8 @@ fn main() {
     let context = ObjectContext {
         logical_cluster: "2x8mfrq3b9tmwx1v".into(),
         workspace_path: Some("root:team-a".into()),
+        workspace_labels: Default::default(),
+        workspace_annotations: Default::default(),
         namespace: "default".into(),
         downstream_namespace: "ferry-1a2b3c4d".into(),
     };

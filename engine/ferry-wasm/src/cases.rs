@@ -17,6 +17,7 @@
 //! Context defaults: `logicalCluster` from the object's `kcp.io/cluster` annotation (else
 //! `test-cluster`), `namespace` from the object, `downstreamNamespace` `ferry-test`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ impl ContextOverrides {
                 .or_else(|| annotation.map(str::to_owned))
                 .unwrap_or_else(|| "test-cluster".into()),
             workspace_path: self.workspace_path,
+            workspace_labels: BTreeMap::new(),
+            workspace_annotations: BTreeMap::new(),
             namespace: self.namespace.unwrap_or_else(|| {
                 object
                     .pointer("/metadata/namespace")
@@ -297,7 +300,8 @@ impl Case {
                     Hook::AggregateStatus => plugin
                         .aggregate_status(&self.context, &self.object, &self.downstream)
                         .map(|o| o.unwrap_or(Value::Null)),
-                    Hook::Configure => Ok(Value::Null),
+                    // v0.1.0 has no `dependencies` hook; the v0.2.0 host adds it.
+                    Hook::Configure | Hook::Dependencies => Ok(Value::Null),
                 };
                 match result {
                     Ok(value) => Expected::Output(value),

@@ -1,5 +1,7 @@
 //! Released WIT folders never change (wit/README.md). Each `wit/v*/` folder is compared with
-//! the commit that first added it; any difference in the working tree fails.
+//! the commit that released it; any difference in the working tree fails. A folder holding a
+//! `DRAFT` file is a version still being designed and may change; it is released by the
+//! commit that deletes that file (or, for a folder that never had one, the commit that added it).
 
 use std::path::Path;
 use std::process::Command;
@@ -32,24 +34,36 @@ fn released_wit_folders_are_identical_to_their_first_commit() {
             continue;
         }
         let folder = format!("wit/{name}");
-        let Some(log) = git(
-            &root,
-            &[
-                "log",
-                "--diff-filter=A",
-                "--reverse",
-                "--format=%H",
-                "--",
-                &folder,
-            ],
-        ) else {
+        if root.join(&folder).join("DRAFT").exists() {
             continue;
+        }
+        let draft = format!("{folder}/DRAFT");
+        let released_from_draft = git(
+            &root,
+            &["log", "--diff-filter=D", "-1", "--format=%H", "--", &draft],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|commit| !commit.is_empty());
+        let added = || {
+            git(
+                &root,
+                &[
+                    "log",
+                    "--diff-filter=A",
+                    "--reverse",
+                    "--format=%H",
+                    "--",
+                    &folder,
+                ],
+            )
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            })
         };
-        let Some(first) = String::from_utf8_lossy(&log.stdout)
-            .lines()
-            .next()
-            .map(str::to_owned)
-        else {
+        let Some(first) = released_from_draft.or_else(added) else {
             // Not committed yet: a version being written, not a released one.
             continue;
         };

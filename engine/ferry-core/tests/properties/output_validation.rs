@@ -230,6 +230,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     context: ObjectContext {
                         logical_cluster: cluster,
                         workspace_path: None,
+                        workspace_labels: Default::default(),
+                        workspace_annotations: Default::default(),
                         namespace,
                         downstream_namespace: mapped,
                     },
