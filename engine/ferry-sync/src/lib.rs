@@ -13,6 +13,7 @@
 //! reconcile reads the stores. Depends on the plugin chain only through [`PluginChain`].
 #![deny(missing_docs)]
 
+pub mod dependencies;
 pub mod desired;
 pub mod error;
 pub mod events;
@@ -150,6 +151,9 @@ impl Engine {
         for sync in &connected.resources {
             let queue =
                 WorkQueue::new(settings::defaults::RETRY_MIN, settings::defaults::RETRY_MAX);
+            if let Some(linked) = sync.links.resources.iter().find(|l| l.name == sync.name) {
+                let _ = linked.queue.set(queue.clone());
+            }
             tasks.spawn(named(
                 "resync",
                 resync(sync.clone(), queue.clone(), resync_period),
@@ -438,15 +442,35 @@ impl Connected {
             resolved.push((resource, api));
         }
         let synced = Arc::new(resolved.iter().map(|(_, api)| api.clone()).collect());
+        // Stores are shared: a dependency object's plan reads its dependents' objects, a
+        // dependent's plan reads where its dependencies' copies are.
+        let links = Arc::new(dependencies::Links {
+            resources: resolved
+                .iter()
+                .map(|(resource, _)| dependencies::Linked {
+                    name: resource.display_name(),
+                    id: (resource.group.clone(), resource.resource.clone()),
+                    placement: resource.placement,
+                    lists_dependencies: resource.lists_dependencies,
+                    plugins: resource.plugins.clone(),
+                    upstream: Default::default(),
+                    downstream: Default::default(),
+                    queue: Default::default(),
+                })
+                .collect(),
+            memo: Default::default(),
+        });
         let resources = resolved
             .into_iter()
-            .map(|(resource, api)| {
+            .zip(&links.resources)
+            .map(|((resource, api), linked)| {
                 Arc::new(ResourceSync {
                     name: resource.display_name(),
                     api,
                     plugins: resource.plugins,
-                    upstream: Default::default(),
-                    downstream: Default::default(),
+                    upstream: linked.upstream.clone(),
+                    downstream: linked.downstream.clone(),
+                    links: links.clone(),
                     shards: shards.clone(),
                     targets: targets.clone(),
                     kcp: kcp_clients.clone(),
@@ -725,6 +749,15 @@ async fn follow(
                 continue;
             }
         };
+        // Objects of other resources that depend on these, or that these depend on: once
+        // per namespace (a relist touches thousands of keys in a few namespaces).
+        let namespaces: BTreeSet<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.cluster.as_str(), k.namespace.as_str()))
+            .collect();
+        for (cluster, namespace) in namespaces {
+            sync.links.touched(&sync.name, cluster, namespace);
+        }
         for key in keys {
             queue.add(key);
         }

@@ -29,6 +29,10 @@ use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::dependencies::{
+    DependenciesView, DependentsPlacement, DependentsView, HookMemo, Recall, describe, fingerprint,
+    merge, place_by_dependents, placement_fingerprint,
+};
 use crate::desired::{Changes, compare, digest, prepare};
 use crate::plugins::{HookError, PluginChain};
 use crate::store::CopyRef;
@@ -82,7 +86,16 @@ pub struct Snapshot {
     pub targets: Vec<TargetView>,
     /// The last status write for this object, if any.
     pub last_status: Option<StatusMemo>,
+    /// For an object of a resource placed by its dependents: who may need it.
+    pub dependents: Option<DependentsView>,
+    /// For an object of a resource with a `dependencies` plugin: the dependency objects of
+    /// its namespace and where their copies are.
+    pub dependencies: Option<DependenciesView>,
 }
+
+/// The upstream annotation that lists the dependencies an object references and that do
+/// not exist (`configmaps/app-config, secrets/db`); absent when there are none.
+pub const MISSING_DEPENDENCIES: &str = "sync.ferry.dev/missing-dependencies";
 
 /// Facts about the installation the planner needs.
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +104,10 @@ pub struct PlanContext<'a> {
     pub owner: &'a str,
     /// The upstream workspace path, if known.
     pub workspace_path: Option<&'a str>,
+    /// The object's resource (`deployments.apps`): the memo's key.
+    pub resource: &'a str,
+    /// Memoised `dependencies` and `place` answers of dependents.
+    pub memo: &'a HookMemo,
 }
 
 /// What happens to the upstream object itself.
@@ -147,6 +164,8 @@ pub enum DeleteReason {
     Orphan,
     /// The transform now names the copy differently; this one is left over.
     Renamed,
+    /// A dependency object no dependent placed on this target references any more.
+    Unreferenced,
 }
 
 /// What happens to one copy.
@@ -191,6 +210,18 @@ pub enum CopyAction {
     },
     /// The transform leaves this target out and there is no copy.
     Skip,
+    /// Not created yet: dependencies that exist upstream are not on this target yet
+    /// (a dependency is applied before its dependents). Looked at again soon.
+    AwaitDependency {
+        /// The dependencies it waits for (`configmaps/app-config`).
+        dependencies: Vec<String>,
+    },
+    /// A dependency object's copy on a target no known dependent needs, kept because the
+    /// knowledge is incomplete (a store not listed, a dependent's plugin failing).
+    Held {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One copy's plan.
@@ -238,6 +269,18 @@ pub enum StatusPlan {
     },
 }
 
+/// The [`MISSING_DEPENDENCIES`] annotation on the upstream object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "value")]
+pub enum MissingPlan {
+    /// Nothing to write (as it should be, or not known).
+    Keep,
+    /// Set it to this list.
+    Set(String),
+    /// Remove it: every dependency exists now.
+    Remove,
+}
+
 /// Everything Ferry should do for one upstream object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
@@ -253,6 +296,18 @@ pub struct Plan {
     pub copies: Vec<CopyPlan>,
     /// The upstream status.
     pub status: StatusPlan,
+    /// For a dependency object: the dependents it is placed for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependents: Option<DependentsPlacement>,
+    /// For a dependent: the configured dependency objects it references that do not exist
+    /// (`configmaps/app-config`). Reported as an Event and in [`MISSING_DEPENDENCIES`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// The [`MISSING_DEPENDENCIES`] annotation.
+    pub missing_annotation: MissingPlan,
+    /// The `dependencies` plugin failed (its previous answer, if any, was used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependencies_error: Option<HookError>,
 }
 
 impl Plan {
@@ -260,6 +315,7 @@ impl Plan {
     pub fn writes(&self) -> bool {
         matches!(self.finalizer, FinalizerPlan::Add | FinalizerPlan::Release)
             || matches!(self.status, StatusPlan::Write { .. })
+            || self.missing_annotation != MissingPlan::Keep
             || self.copies.iter().any(|c| {
                 matches!(
                     c.action,
@@ -274,6 +330,9 @@ impl Plan {
     pub fn plugin_errors(&self) -> Vec<&HookError> {
         let mut out = Vec::new();
         if let Placement::Failed(error) = &self.placement {
+            out.push(error);
+        }
+        if let Some(error) = &self.dependencies_error {
             out.push(error);
         }
         for copy in &self.copies {
@@ -310,6 +369,10 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         placement: Placement::NotApplicable,
         copies: Vec::new(),
         status: StatusPlan::None,
+        dependents: None,
+        missing: Vec::new(),
+        missing_annotation: MissingPlan::Keep,
+        dependencies_error: None,
     };
     let targets: BTreeMap<&str, &TargetView> = snapshot
         .targets
@@ -347,13 +410,43 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     let value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
     let context = object_context(key, cx.workspace_path);
     let all: Vec<Target> = snapshot.targets.iter().map(|t| t.target.clone()).collect();
-    let chosen: BTreeSet<String> = match plugins.place(&context, &value, &all) {
-        Ok(chosen) => chosen.into_iter().collect(),
-        Err(error) => {
-            // Keep everything as it is: a broken plugin must not delete copies.
-            plan.placement = Placement::Failed(error);
-            return plan;
+    // Dependents name what they need first: the memo then answers their dependency
+    // objects' reconciles without another call.
+    let needs = snapshot
+        .dependencies
+        .as_ref()
+        .map(|view| needs(view, object, &context, &value, plugins, cx));
+    let (chosen, held) = match &snapshot.dependents {
+        Some(view) => {
+            let by_dependents = place_by_dependents(
+                view,
+                &key.name,
+                &all,
+                &|dependent| object_context(dependent, cx.workspace_path),
+                cx.memo,
+            );
+            let held = by_dependents.held.clone();
+            let chosen = by_dependents.targets.clone();
+            plan.dependents = Some(by_dependents);
+            (chosen, held)
         }
+        None => match place(
+            key,
+            object,
+            &context,
+            &value,
+            &all,
+            plugins,
+            cx,
+            needs.is_some(),
+        ) {
+            Ok(chosen) => (chosen.into_iter().collect(), None),
+            Err(error) => {
+                // Keep everything as it is: a broken plugin must not delete copies.
+                plan.placement = Placement::Failed(error);
+                return plan;
+            }
+        },
     };
     plan.placement = Placement::Chosen(chosen.iter().cloned().collect());
     let uid = object.metadata.uid.clone().unwrap_or_default();
@@ -367,10 +460,26 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             .filter(|(at, _)| at.target == name)
             .collect();
         if !chosen.contains(name) {
-            plan.copies.extend(
-                here.iter()
-                    .map(|(at, copy)| removal(at, copy, view, DeleteReason::NotPlaced)),
-            );
+            plan.copies
+                .extend(here.iter().map(|(at, copy)| match &held {
+                    // Proof, not absence of evidence: a dependent not seen (yet) may need it.
+                    Some(reason)
+                        if view.reachable && copy.metadata.deletion_timestamp.is_none() =>
+                    {
+                        CopyPlan {
+                            target: at.target.clone(),
+                            namespace: at.namespace.clone(),
+                            name: at.name.clone(),
+                            action: CopyAction::Held {
+                                reason: reason.clone(),
+                            },
+                        }
+                    }
+                    _ if snapshot.dependents.is_some() => {
+                        removal(at, copy, view, DeleteReason::Unreferenced)
+                    }
+                    _ => removal(at, copy, view, DeleteReason::NotPlaced),
+                }));
             continue;
         }
         let copy_plan = |name: &str, action| CopyPlan {
@@ -457,12 +566,144 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
                 .map(|(at, copy)| removal(at, copy, view, DeleteReason::Renamed)),
         );
     }
+    if let Some(needs) = needs {
+        needs.apply(&mut plan, object);
+    }
     plan.status = match plugins.aggregate_status(&context, &value, &downstream) {
         Ok(None) => StatusPlan::None,
         Ok(Some(status)) => status_plan(object, &uid, status, snapshot.last_status.as_ref()),
         Err(error) => StatusPlan::Failed { error },
     };
     plan
+}
+
+/// The object's placement plugin's answer. A dependent's goes through the memo, where its
+/// dependency objects' reconciles find it; a failure is a failure here (the memo's previous
+/// answer is only for the dependency objects, which keep their copies on it).
+#[allow(clippy::too_many_arguments)]
+fn place(
+    key: &UpstreamKey,
+    object: &DynamicObject,
+    context: &ObjectContext,
+    value: &Value,
+    targets: &[Target],
+    plugins: &dyn PluginChain,
+    cx: PlanContext<'_>,
+    memoise: bool,
+) -> Result<Vec<String>, HookError> {
+    if !memoise {
+        return plugins.place(context, value, targets);
+    }
+    let stamp = placement_fingerprint(&fingerprint(object, context), targets);
+    match cx.memo.placement(cx.resource, key, &stamp, || {
+        plugins.place(context, value, targets)
+    }) {
+        Recall::Fresh(chosen) => Ok(chosen),
+        Recall::Previous(_, error) | Recall::Failed(error) => Err(error),
+    }
+}
+
+/// What a dependent needs: its `dependencies` answer checked against the dependency
+/// objects of its namespace.
+struct Needs {
+    /// Non-optional dependencies that exist upstream, with the targets holding a copy.
+    present: Vec<(String, BTreeSet<String>)>,
+    /// Non-optional dependencies that do not exist; `None` when that is not known (the
+    /// plugin failed without an earlier answer, or a dependency store is not listed).
+    missing: Option<Vec<String>>,
+    /// The plugin's failure.
+    error: Option<HookError>,
+}
+
+fn needs(
+    view: &DependenciesView,
+    object: &DynamicObject,
+    context: &ObjectContext,
+    value: &Value,
+    plugins: &dyn PluginChain,
+    cx: PlanContext<'_>,
+) -> Needs {
+    let key = UpstreamKey::new(
+        context.logical_cluster.clone(),
+        context.namespace.clone(),
+        object.metadata.name.clone().unwrap_or_default(),
+    );
+    let stamp = fingerprint(object, context);
+    let answer = cx.memo.dependencies(cx.resource, &key, &stamp, || {
+        plugins.dependencies(context, value)
+    });
+    let mut needs = Needs {
+        present: Vec::new(),
+        missing: None,
+        error: answer.error().cloned(),
+    };
+    let Some(references) = answer.value() else {
+        return needs;
+    };
+    let mut missing = Some(Vec::new());
+    for reference in merge(references) {
+        // References to resources not configured as dependencies are ignored.
+        let Some(resource) = view
+            .resources
+            .get(&crate::dependencies::resource_of(&reference))
+        else {
+            continue;
+        };
+        if reference.optional {
+            continue;
+        }
+        match resource.objects.get(&reference.name) {
+            Some(state) => needs.present.push((describe(&reference), state.on.clone())),
+            None if resource.listed => {
+                if let Some(missing) = &mut missing {
+                    missing.push(describe(&reference));
+                }
+            }
+            None => missing = None,
+        }
+    }
+    needs.missing = missing;
+    needs
+}
+
+impl Needs {
+    /// Holds back the creates whose dependencies are not on their target yet, and plans the
+    /// missing-dependency report.
+    fn apply(self, plan: &mut Plan, object: &DynamicObject) {
+        plan.dependencies_error = self.error;
+        for copy in &mut plan.copies {
+            if !matches!(copy.action, CopyAction::Create { .. }) {
+                continue;
+            }
+            let waiting: Vec<String> = self
+                .present
+                .iter()
+                .filter(|(_, on)| !on.contains(&copy.target))
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !waiting.is_empty() {
+                copy.action = CopyAction::AwaitDependency {
+                    dependencies: waiting,
+                };
+            }
+        }
+        let Some(missing) = self.missing else {
+            return;
+        };
+        let current = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MISSING_DEPENDENCIES));
+        let wanted = (!missing.is_empty()).then(|| missing.join(", "));
+        plan.missing_annotation = match (current, &wanted) {
+            (Some(now), Some(wanted)) if now == wanted => MissingPlan::Keep,
+            (_, Some(wanted)) => MissingPlan::Set(wanted.clone()),
+            (Some(_), None) => MissingPlan::Remove,
+            (None, None) => MissingPlan::Keep,
+        };
+        plan.missing = missing;
+    }
 }
 
 fn status_plan(

@@ -28,6 +28,7 @@ use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
+use crate::dependencies::Links;
 use crate::desired::digest;
 use crate::error::{SyncError, is_conflict, is_not_found, is_transport};
 use crate::events::EventRecorder;
@@ -36,8 +37,8 @@ use crate::metrics::Metrics;
 use crate::namespace;
 use crate::namespace_cleanup;
 use crate::plan::{
-    self, CopyAction, CopyPlan, FinalizerPlan, Plan, PlanContext, Snapshot, StatusMemo, StatusPlan,
-    TargetView,
+    self, CopyAction, CopyPlan, FinalizerPlan, MISSING_DEPENDENCIES, MissingPlan, Plan,
+    PlanContext, Snapshot, StatusMemo, StatusPlan, TargetView,
 };
 use crate::plugins::PluginChain;
 use crate::shards::Shards;
@@ -113,10 +114,13 @@ pub struct ResourceSync {
     pub api: ApiResource,
     /// Placement, transform and status plugins.
     pub plugins: Arc<dyn PluginChain>,
-    /// Upstream objects seen through the virtual workspace.
-    pub upstream: UpstreamStore,
+    /// Upstream objects seen through the virtual workspace (shared with the resources that
+    /// depend on this one or that it depends on, through `links`).
+    pub upstream: Arc<UpstreamStore>,
     /// Ferry's copies seen on the targets.
-    pub downstream: DownstreamStore,
+    pub downstream: Arc<DownstreamStore>,
+    /// Every resource of the installation, for dependencies between them.
+    pub links: Arc<Links>,
     /// Bound workspaces per shard (shared by every resource).
     pub shards: Arc<Shards>,
     /// Target clusters, in configuration order.
@@ -199,7 +203,9 @@ pub(crate) fn yaml_safe_json(body: &Value) -> String {
 impl ResourceSync {
     /// What the stores hold about `key` now.
     pub fn snapshot(&self, key: &UpstreamKey) -> Snapshot {
-        let upstream = self.upstream.get(key).map(|u| u.object);
+        let found = self.upstream.get(key);
+        let shard = found.as_ref().map(|u| u.shard.clone());
+        let upstream = found.map(|u| u.object);
         let absence = match upstream {
             Some(_) => plan::Absence::Gone,
             None => self.shards.absence(key, &self.upstream),
@@ -223,6 +229,10 @@ impl ResourceSync {
                 .lock()
                 .ok()
                 .and_then(|m| m.get(key).cloned()),
+            dependents: self.links.dependents_of(&self.name, key, shard.as_deref()),
+            dependencies: self
+                .links
+                .dependencies_of(&self.name, key, shard.as_deref()),
         }
     }
 
@@ -231,6 +241,8 @@ impl ResourceSync {
     pub async fn plan(&self, snapshot: Snapshot) -> Result<Plan, SyncError> {
         let plugins = self.plugins.clone();
         let owner = self.owner.clone();
+        let name = self.name.clone();
+        let links = self.links.clone();
         // The blocking thread does not inherit the task's span: without it, plugin log
         // lines would not say which object they are about.
         let span = tracing::Span::current();
@@ -239,6 +251,8 @@ impl ResourceSync {
             let cx = PlanContext {
                 owner: &owner,
                 workspace_path: None,
+                resource: &name,
+                memo: &links.memo,
             };
             plan::plan(&snapshot, plugins.as_ref(), cx)
         })
@@ -359,6 +373,11 @@ impl ResourceSync {
         {
             errors.push(err);
         }
+        if let Some(upstream) = upstream
+            && let Err(err) = self.report_missing(plan, upstream).await
+        {
+            errors.push(err);
+        }
         match &plan.finalizer {
             FinalizerPlan::Release if errors.is_empty() => {
                 if let Some(upstream) = upstream {
@@ -417,6 +436,11 @@ impl ResourceSync {
                     self.delete_copy(key, target, copy, uid).await?;
                 }
                 CopyAction::AwaitGone => waiting = true,
+                // Looked at again soon (and at once when the dependency's copy arrives).
+                CopyAction::AwaitDependency { dependencies } => {
+                    tracing::debug!(target = %copy.target, waiting_for = %dependencies.join(", "), "create waits for its dependencies");
+                    waiting = true;
+                }
                 // The namespace is verified once per process even when the copy needs no
                 // write (one read; a write only if it lacks the Pod Security level), so a
                 // namespace created by an older Ferry is labelled after an upgrade.
@@ -424,7 +448,10 @@ impl ResourceSync {
                     self.ensure_namespace(target, &copy.namespace, key).await?;
                 }
                 // The target's prober re-enqueues everything when it answers again.
-                CopyAction::TargetUnreachable | CopyAction::Failed { .. } | CopyAction::Skip => {}
+                CopyAction::TargetUnreachable
+                | CopyAction::Failed { .. }
+                | CopyAction::Skip
+                | CopyAction::Held { .. } => {}
             }
         }
         Ok(waiting)
@@ -905,8 +932,67 @@ impl ResourceSync {
         Ok(())
     }
 
+    /// The dependencies the object references and that do not exist: a Warning Event
+    /// `DependencyMissing` naming them, and the [`MISSING_DEPENDENCIES`] annotation (set,
+    /// changed or removed as the plan says; the patch tests the object's UID).
+    async fn report_missing(&self, plan: &Plan, upstream: &Upstream) -> Result<(), SyncError> {
+        let key = &plan.key;
+        // The Events' de-duplication is per (resource, object); this one has its own entry
+        // so that errors and missing dependencies do not clear each other.
+        let channel = format!("{}:dependencies", self.name);
+        if plan.missing.is_empty() {
+            self.events.clear(&channel, key);
+        } else if let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster) {
+            let message = format!(
+                "references {} that do not exist: not synced until they do",
+                plan.missing.join(", ")
+            );
+            tracing::info!(missing = %plan.missing.join(", "), "dependencies missing");
+            self.events
+                .warn(
+                    client,
+                    &channel,
+                    &self.api,
+                    key,
+                    upstream.object.metadata.uid.as_deref(),
+                    "DependencyMissing",
+                    &message,
+                    &self.metrics,
+                )
+                .await;
+        }
+        let pointer = format!(
+            "/metadata/annotations/{}",
+            MISSING_DEPENDENCIES.replace('~', "~0").replace('/', "~1")
+        );
+        let change = match &plan.missing_annotation {
+            MissingPlan::Keep => return Ok(()),
+            MissingPlan::Set(value) if upstream.object.metadata.annotations.is_none() => {
+                json!({ "op": "add", "path": "/metadata/annotations", "value": { MISSING_DEPENDENCIES: value } })
+            }
+            MissingPlan::Set(value) => json!({ "op": "add", "path": pointer, "value": value }),
+            MissingPlan::Remove => json!({ "op": "remove", "path": pointer }),
+        };
+        let uid = upstream.object.metadata.uid.clone().unwrap_or_default();
+        let patch = json!([{ "op": "test", "path": "/metadata/uid", "value": uid }, change]);
+        let updated = self
+            .upstream_api(key, upstream)?
+            .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
+            .await
+            .map_err(|e| {
+                SyncError::api(
+                    format!("writing the missing dependencies of {}", key.name),
+                    e,
+                )
+            })?;
+        self.metrics.upstream_write("missing-dependencies");
+        self.remember_upstream(upstream, updated);
+        Ok(())
+    }
+
     /// Forgets what is only needed while the object exists.
     pub fn forget(&self, key: &UpstreamKey) {
+        self.links.memo.forget(&self.name, key);
         self.propagation.forget(key);
         self.status_lag.forget(key);
         if let Ok(mut memo) = self.status_memo.lock() {

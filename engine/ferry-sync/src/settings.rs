@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dependencies::PlacementSource;
 use crate::metrics::Metrics;
 use crate::plugins::PluginChain;
 
@@ -71,6 +72,11 @@ pub struct ResourceSettings {
     pub resource: String,
     /// The plugin chain.
     pub plugins: Arc<dyn PluginChain>,
+    /// Where its objects go: the placement plugin, or wherever the objects that reference
+    /// them are ([`crate::dependencies`]).
+    pub placement: PlacementSource,
+    /// Whether the chain has a `dependencies` plugin: its objects name what they need.
+    pub lists_dependencies: bool,
 }
 
 impl ResourceSettings {

@@ -5,7 +5,7 @@
 //! objects by [`UpstreamKey`] (with the logical cluster) and index downstream copies by the
 //! upstream object they record as their origin.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ferry_core::identity::{Origin, UpstreamKey};
@@ -84,7 +84,9 @@ pub struct Upstream {
 
 #[derive(Default)]
 struct UpstreamInner {
-    objects: HashMap<UpstreamKey, Upstream>,
+    /// Ordered by (logical cluster, namespace, name), so one namespace of one workspace is
+    /// a range ([`UpstreamStore::in_namespace`]).
+    objects: BTreeMap<UpstreamKey, Upstream>,
     /// Shards whose initial list has completed.
     synced: HashSet<Arc<str>>,
     /// Shards currently in the endpoint slice.
@@ -101,6 +103,18 @@ impl UpstreamStore {
     /// The object for `key`, if any shard has it.
     pub fn get(&self, key: &UpstreamKey) -> Option<Upstream> {
         read(&self.inner).objects.get(key).cloned()
+    }
+
+    /// The objects of one namespace of one workspace (dependents and dependencies live
+    /// next to each other there). A range of the ordered map, not a scan of the store.
+    pub fn in_namespace(&self, cluster: &str, namespace: &str) -> Vec<(UpstreamKey, Upstream)> {
+        let start = UpstreamKey::new(cluster, namespace, "");
+        read(&self.inner)
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.cluster == cluster && k.namespace == namespace)
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect()
     }
 
     /// All keys (for periodic resync).

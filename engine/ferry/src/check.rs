@@ -105,7 +105,7 @@ fn classify(object: &ObjectPlan, summary: &mut Summary, findings: &mut Vec<Findi
             copy.target, copy.namespace, copy.name
         );
         match &copy.action {
-            CopyAction::Create { .. } => {
+            CopyAction::Create { .. } | CopyAction::AwaitDependency { .. } => {
                 summary.missing += 1;
                 add("missing", at);
             }
@@ -113,8 +113,9 @@ fn classify(object: &ObjectPlan, summary: &mut Summary, findings: &mut Vec<Findi
                 summary.divergent += 1;
                 add("divergent", at);
             }
+            // A dependency's copy that no dependent needs is left over just like an orphan.
             CopyAction::Delete {
-                reason: DeleteReason::Orphan,
+                reason: DeleteReason::Orphan | DeleteReason::Unreferenced,
                 ..
             } => {
                 summary.orphaned += 1;
@@ -133,6 +134,10 @@ fn classify(object: &ObjectPlan, summary: &mut Summary, findings: &mut Vec<Findi
             CopyAction::TargetUnreachable | CopyAction::Failed { .. } => {
                 summary.unverified += 1;
                 add("unverified", at);
+            }
+            CopyAction::Held { .. } => {
+                summary.kept += 1;
+                add("kept", at);
             }
             CopyAction::Unchanged | CopyAction::Skip => {}
         }

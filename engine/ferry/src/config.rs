@@ -92,13 +92,59 @@ pub struct ResourceConfig {
     pub group: String,
     /// Plural resource name.
     pub resource: String,
-    /// Placement plugin.
-    pub placement: PluginRef,
+    /// Placement plugin, or `dependents`: the objects go exactly where the objects that
+    /// reference them are.
+    pub placement: PlacementConfig,
     /// Transform plugin.
     pub transform: PluginRef,
     /// Status plugin; without one, upstream status is left alone.
     #[serde(default)]
     pub status: Option<PluginRef>,
+    /// Dependencies plugin (contract v0.2.0): names the objects each object needs on its
+    /// targets; those of resources with `placement: dependents` follow it there.
+    #[serde(default)]
+    pub dependencies: Option<PluginRef>,
+}
+
+/// `resources[].placement`: a plugin, or the word `dependents`.
+#[derive(Debug)]
+pub enum PlacementConfig {
+    /// A placement plugin.
+    Plugin(PluginRef),
+    /// Wherever the objects that reference them are placed.
+    Dependents,
+}
+
+impl PlacementConfig {
+    /// The plugin, if placement is by plugin.
+    pub fn plugin(&self) -> Option<&PluginRef> {
+        match self {
+            PlacementConfig::Plugin(reference) => Some(reference),
+            PlacementConfig::Dependents => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PlacementConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // Untagged enums only say "did not match any variant": read a string or a map
+        // explicitly so the error names what is expected.
+        match serde_yaml::Value::deserialize(deserializer)? {
+            serde_yaml::Value::String(word) if word == "dependents" => {
+                Ok(PlacementConfig::Dependents)
+            }
+            serde_yaml::Value::String(word) => Err(D::Error::custom(format!(
+                "{word:?} is not a placement: use `dependents` or a plugin ({{plugin: ..., config: ...}})"
+            ))),
+            value @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value)
+                .map(PlacementConfig::Plugin)
+                .map_err(|e| D::Error::custom(e.to_string())),
+            _ => Err(D::Error::custom(
+                "must be `dependents` or a plugin ({plugin: ..., config: ...})",
+            )),
+        }
+    }
 }
 
 /// A plugin and its configuration.
@@ -345,9 +391,10 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             problems.push((format!("{key}.resource"), format!("{:?} must be a plural resource name like deployments (the group goes in `group`)", resource.resource)));
         }
         let refs = [
-            ("placement", Some(&resource.placement)),
+            ("placement", resource.placement.plugin()),
             ("transform", Some(&resource.transform)),
             ("status", resource.status.as_ref()),
+            ("dependencies", resource.dependencies.as_ref()),
         ];
         for (hook, reference) in refs {
             let Some(reference) = reference else { continue };
@@ -366,6 +413,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             }
         }
     }
+    check_dependencies(&mut problems, &config.resources);
     check_engine(&mut problems, &config.engine);
     check_leader_election(&mut problems, &config.leader_election, &names);
     if problems.is_empty() {
@@ -506,6 +554,47 @@ fn check_leader_election(
                 timings.retry_period.as_secs()
             ),
         ));
+    }
+}
+
+/// Dependencies that cannot work: objects placed by dependents that nothing references, a
+/// `dependencies` plugin whose references would all be ignored, or a chain (a resource
+/// placed by its dependents that has dependencies of its own). References to resources that
+/// are not configured with `placement: dependents` are ignored at run time, by design: a
+/// plugin that knows ServiceAccounts need not be reconfigured where they are not synced.
+fn check_dependencies(problems: &mut Vec<(String, String)>, resources: &[ResourceConfig]) {
+    let dependents = resources.iter().any(|r| r.dependencies.is_some());
+    let placed_by_dependents = resources
+        .iter()
+        .any(|r| matches!(r.placement, PlacementConfig::Dependents));
+    for (i, resource) in resources.iter().enumerate() {
+        let key = format!("resources[{i}]");
+        let by_dependents = matches!(resource.placement, PlacementConfig::Dependents);
+        if by_dependents && !dependents {
+            problems.push((
+                format!("{key}.placement"),
+                "`dependents` places these objects where the objects that reference them are, \
+                 but no resource has a `dependencies` plugin: nothing would ever reference them"
+                    .into(),
+            ));
+        }
+        if by_dependents && resource.dependencies.is_some() {
+            problems.push((
+                format!("{key}.dependencies"),
+                "a resource placed by its dependents cannot have dependencies of its own \
+                 (chains of dependencies are not supported)"
+                    .into(),
+            ));
+        }
+        if resource.dependencies.is_some() && !by_dependents && !placed_by_dependents {
+            problems.push((
+                format!("{key}.dependencies"),
+                "no resource has `placement: dependents`: every reference this plugin \
+                 returns would be ignored (configure the referenced resources, e.g. \
+                 configmaps, with `placement: dependents`)"
+                    .into(),
+            ));
+        }
     }
 }
 
@@ -764,6 +853,91 @@ plugins: {dir: plugins}
                 && problem.contains("restricted"),
             "{problem}"
         );
+    }
+
+    /// `VALID`'s Deployments with a dependencies plugin (`deployments`), and `extra` as
+    /// more `resources:` entries.
+    fn load_dependencies(
+        name: &str,
+        deployments: &str,
+        extra: &str,
+    ) -> Result<Loaded, ConfigError> {
+        let dir = temp_dir(name);
+        write(&dir.join("plugins"), "workload-dependencies.wasm", "");
+        let text = VALID.replace(
+            "    transform: {plugin: default-transform}\n",
+            &format!("    transform: {{plugin: default-transform}}\n{deployments}{extra}"),
+        );
+        load(&write(&dir, "ferry.yaml", &text))
+    }
+
+    const DEPENDENCIES: &str = "    dependencies: {plugin: workload-dependencies}\n";
+    const CONFIG_MAPS: &str = "  - resource: configmaps\n    placement: dependents\n    transform: {plugin: default-transform}\n";
+
+    #[test]
+    fn dependencies_and_placement_by_dependents_load() {
+        let loaded = load_dependencies("deps", DEPENDENCIES, CONFIG_MAPS).expect("valid");
+        let resources = &loaded.config.resources;
+        assert!(resources[0].dependencies.is_some());
+        assert!(matches!(resources[0].placement, PlacementConfig::Plugin(_)));
+        assert!(matches!(
+            resources[1].placement,
+            PlacementConfig::Dependents
+        ));
+        assert!(
+            loaded
+                .plugin_path("resources[0].dependencies")
+                .ends_with("workload-dependencies.wasm")
+        );
+    }
+
+    #[test]
+    fn placement_by_dependents_without_any_dependencies_plugin_is_refused() {
+        let err = load_dependencies("deps-none", "", CONFIG_MAPS).expect_err("nobody references");
+        let [(key, problem)] = err.problems.as_slice() else {
+            panic!("one problem expected: {:?}", err.problems);
+        };
+        assert_eq!(key, "resources[1].placement");
+        assert!(
+            problem.contains("no resource has a `dependencies` plugin"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_dependencies_plugin_without_any_resource_placed_by_dependents_is_refused() {
+        let err = load_dependencies("deps-useless", DEPENDENCIES, "").expect_err("all ignored");
+        let [(key, problem)] = err.problems.as_slice() else {
+            panic!("one problem expected: {:?}", err.problems);
+        };
+        assert_eq!(key, "resources[0].dependencies");
+        assert!(problem.contains("placement: dependents"), "{problem}");
+    }
+
+    #[test]
+    fn a_chain_of_dependencies_is_refused() {
+        let chained = format!("{}{DEPENDENCIES}", CONFIG_MAPS);
+        let err = load_dependencies("deps-chain", DEPENDENCIES, &chained).expect_err("chain");
+        assert!(
+            err.problems
+                .iter()
+                .any(|(k, p)| k == "resources[1].dependencies" && p.contains("chains")),
+            "{:?}",
+            err.problems
+        );
+    }
+
+    #[test]
+    fn a_placement_word_other_than_dependents_is_refused_with_what_is_expected() {
+        let wrong = CONFIG_MAPS.replace("placement: dependents", "placement: dependants");
+        let err = load_dependencies("deps-typo", DEPENDENCIES, &wrong).expect_err("typo");
+        let shown = err.to_string();
+        assert!(shown.contains("resources[1].placement"), "{shown}");
+        assert!(
+            shown.contains("\"dependants\" is not a placement: use `dependents`"),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 2, "{shown}");
     }
 
     #[test]

@@ -103,6 +103,14 @@ pub fn describe(object: &ObjectPlan, copy: &ferry_sync::plan::CopyPlan) -> (&'st
         CopyAction::TargetUnreachable => ("unreachable", " (the target does not answer)".into()),
         CopyAction::Failed { error } => ("error", format!(": {error}")),
         CopyAction::Skip => ("skip", " (the transform leaves this target out)".into()),
+        CopyAction::AwaitDependency { dependencies } => (
+            "waiting",
+            format!(" (created once {} is here)", dependencies.join(", ")),
+        ),
+        CopyAction::Held { reason } => (
+            "kept",
+            format!(" (no known dependent needs it, but {reason})"),
+        ),
     }
 }
 
@@ -114,6 +122,7 @@ fn delete_reason(reason: ferry_sync::plan::DeleteReason) -> &'static str {
         DeleteReason::Deleting => "the object is being deleted",
         DeleteReason::Orphan => "the object is gone",
         DeleteReason::Renamed => "the transform names the copy differently now",
+        DeleteReason::Unreferenced => "no dependent placed here references it",
     }
 }
 
@@ -149,6 +158,17 @@ fn print_text(plans: &[ObjectPlan]) {
                 "  {:<12} {}/{}  {word}{detail}",
                 copy.target, copy.namespace, copy.name
             );
+        }
+        if let Some(dependents) = &object.plan.dependents {
+            let who = if dependents.referenced_by.is_empty() {
+                "none".to_string()
+            } else {
+                dependents.referenced_by.join(", ")
+            };
+            println!("  needed by    {who}");
+        }
+        if !object.plan.missing.is_empty() {
+            println!("  missing      {}", object.plan.missing.join(", "));
         }
         match &object.plan.status {
             StatusPlan::Write { .. } => println!("  status       would be written"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ferry_sync::dependencies::PlacementSource;
 use ferry_sync::leader::LeaderElectionSettings;
 use ferry_sync::metrics::Metrics;
 use ferry_sync::settings::defaults;
@@ -183,14 +184,14 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
     let mut resources = Vec::new();
     for (i, resource) in config.resources.iter().enumerate() {
         let key = format!("resources[{i}]");
+        let optional = |hook: &str, reference: Option<&config::PluginRef>| {
+            reference
+                .map(|r| load_plugin(&runtime, loaded, &format!("{key}.{hook}"), r, &metrics))
+                .transpose()
+        };
         let chain = WasmChain {
-            placement: load_plugin(
-                &runtime,
-                loaded,
-                &format!("{key}.placement"),
-                &resource.placement,
-                &metrics,
-            )?,
+            placement: optional("placement", resource.placement.plugin())?,
+            dependencies: optional("dependencies", resource.dependencies.as_ref())?,
             transform: load_plugin(
                 &runtime,
                 loaded,
@@ -213,6 +214,11 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
             group: resource.group.clone(),
             resource: resource.resource.clone(),
             plugins: Arc::new(chain),
+            placement: match resource.placement {
+                config::PlacementConfig::Plugin(_) => PlacementSource::Plugin,
+                config::PlacementConfig::Dependents => PlacementSource::Dependents,
+            },
+            lists_dependencies: resource.dependencies.is_some(),
         });
     }
     let mut targets = Vec::new();

@@ -136,13 +136,22 @@ fn snapshot(upstream: Option<Arc<DynamicObject>>) -> Snapshot {
         copies: Vec::new(),
         targets: targets(&["c1", "c2"]),
         last_status: None,
+        dependents: None,
+        dependencies: None,
     }
 }
 
 fn cx() -> PlanContext<'static> {
+    // A memo of its own per plan: tests that look at memoisation build their context.
+    cx_with(Box::leak(Box::default()))
+}
+
+fn cx_with(memo: &HookMemo) -> PlanContext<'_> {
     PlanContext {
         owner: OWNER,
         workspace_path: None,
+        resource: "deployments.apps",
+        memo,
     }
 }
 
@@ -223,6 +232,10 @@ fn actions(plan: &Plan) -> Vec<(String, String)> {
                 CopyAction::TargetUnreachable => "unreachable".to_string(),
                 CopyAction::Failed { .. } => "failed".to_string(),
                 CopyAction::Skip => "skip".to_string(),
+                CopyAction::AwaitDependency { dependencies } => {
+                    format!("await:{}", dependencies.join("+"))
+                }
+                CopyAction::Held { .. } => "held".to_string(),
             };
             (c.target.clone(), word)
         })
@@ -619,3 +632,5 @@ fn a_plugin_cannot_forge_ferrys_identity_or_digest() {
     );
     assert_ne!(body["metadata"]["annotations"][APPLIED], "x");
 }
+
+mod dependencies;
