@@ -149,6 +149,9 @@ pub struct FerryOptions {
     pub leader_elect: bool,
     /// Keys of the `leaderElection:` section, in YAML flow style (e.g. `retryPeriodSeconds: 1`).
     pub leader_election: String,
+    /// Deployments name their dependencies (`workload-dependencies`), and ConfigMaps and
+    /// Secrets are synced with `placement: dependents`.
+    pub dependencies: bool,
 }
 
 impl Default for FerryOptions {
@@ -166,6 +169,7 @@ impl Default for FerryOptions {
             extra_config: String::new(),
             leader_elect: false,
             leader_election: String::new(),
+            dependencies: false,
         }
     }
 }
@@ -213,6 +217,7 @@ impl Ferry {
              \x20 placement: {{plugin: label-placement, config: {{default: \"{placement}\"}}}}\n\
              \x20 transform: {{plugin: {transform}}}\n\
              \x20 status: {{plugin: {status}}}\n\
+             {dependencies}\
              - group: \"\"\n  resource: services\n\
              \x20 placement: {{plugin: label-placement, config: {{default: \"\"}}}}\n\
              \x20 transform: {{plugin: default-transform}}\n\
@@ -232,6 +237,13 @@ impl Ferry {
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
             election = options.leader_election,
+            dependencies = if options.dependencies {
+                "  dependencies: {plugin: workload-dependencies}\n\
+                 - {resource: configmaps, placement: dependents, transform: {plugin: default-transform}}\n\
+                 - {resource: secrets, placement: dependents, transform: {plugin: default-transform}}\n"
+            } else {
+                ""
+            },
         );
         text.push_str(&options.extra_config);
         std::fs::write(&config, text)?;
