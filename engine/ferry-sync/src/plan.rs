@@ -403,7 +403,9 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         }
         return plan;
     }
-    if !has_finalizer {
+    // A dependency object gets the finalizer only once it is to have a copy (below): a
+    // tenant's ConfigMaps and Secrets that nothing references are not Ferry's business.
+    if !has_finalizer && snapshot.dependents.is_none() {
         plan.finalizer = FinalizerPlan::Add;
     }
 
@@ -449,6 +451,9 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         },
     };
     plan.placement = Placement::Chosen(chosen.iter().cloned().collect());
+    if !has_finalizer && (!chosen.is_empty() || !snapshot.copies.is_empty()) {
+        plan.finalizer = FinalizerPlan::Add;
+    }
     let uid = object.metadata.uid.clone().unwrap_or_default();
     let namespace = context.downstream_namespace.clone();
     let mut downstream = Vec::new();

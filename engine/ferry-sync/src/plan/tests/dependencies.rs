@@ -279,6 +279,28 @@ fn a_dependency_nobody_references_is_placed_nowhere() {
 }
 
 #[test]
+fn a_dependency_gets_ferrys_finalizer_only_once_it_is_to_have_a_copy() {
+    let chain = Arc::new(Refs::default());
+    let memo = HookMemo::default();
+    let mut object = (*config_map("app-config")).clone();
+    object.metadata.finalizers = None;
+    let mut snapshot = dependency_snapshot("app-config", Vec::new());
+    snapshot.upstream = Some(Arc::new(object));
+    let nobody = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(nobody.finalizer, FinalizerPlan::Keep);
+    assert!(!nobody.writes(), "{nobody:?}");
+    if let Some(view) = &mut snapshot.dependents {
+        view.dependents = vec![dependent(
+            &chain,
+            dependent_object("web", 1, &["configmaps/app-config"], &["c1"]),
+        )];
+    }
+    let needed = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(needed.finalizer, FinalizerPlan::Add);
+    assert_eq!(actions(&needed), pairs(&[("c1", "create")]));
+}
+
+#[test]
 fn a_dependency_is_never_deleted_while_its_dependents_are_not_all_listed() {
     let chain = Arc::new(Refs::default());
     let mut snapshot = dependency_snapshot(
