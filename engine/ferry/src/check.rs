@@ -215,6 +215,71 @@ pub fn main(args: Args) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_sync::plan::{CopyPlan, MissingPlan, Plan};
+
+    fn copy(target: &str, action: CopyAction) -> CopyPlan {
+        CopyPlan {
+            target: target.into(),
+            namespace: "ferry-0123456789abcdef".into(),
+            name: "app-config".into(),
+            action,
+        }
+    }
+
+    #[test]
+    fn dependency_copies_are_judged_like_the_others() {
+        let object = ObjectPlan {
+            resource: "configmaps".into(),
+            plan: Plan {
+                key: ferry_core::identity::UpstreamKey::new("lc", "demo", "app-config"),
+                upstream: UpstreamState::Live,
+                finalizer: FinalizerPlan::Keep,
+                placement: Placement::Chosen(vec!["c2".into()]),
+                copies: vec![
+                    // Left where no dependent needs it: like an orphan.
+                    copy(
+                        "c1",
+                        CopyAction::Delete {
+                            uid: "u".into(),
+                            reason: DeleteReason::Unreferenced,
+                        },
+                    ),
+                    // A dependent's create waiting for its dependency: still missing.
+                    copy(
+                        "c2",
+                        CopyAction::AwaitDependency {
+                            dependencies: vec!["configmaps/app-config".into()],
+                        },
+                    ),
+                    // Kept on incomplete knowledge: kept, not a problem.
+                    copy(
+                        "c3",
+                        CopyAction::Held {
+                            reason: "not all listed".into(),
+                        },
+                    ),
+                ],
+                status: StatusPlan::None,
+                dependents: None,
+                missing: Vec::new(),
+                missing_annotation: MissingPlan::Keep,
+                dependencies_error: None,
+            },
+            refused: Vec::new(),
+            duplicates: Vec::new(),
+        };
+        let mut summary = Summary::default();
+        let mut findings = Vec::new();
+        classify(&object, &mut summary, &mut findings);
+        let problems: Vec<&str> = findings.iter().map(|f| f.problem).collect();
+        assert_eq!(problems, vec!["orphaned", "missing", "kept"]);
+        assert_eq!((summary.orphaned, summary.missing, summary.kept), (1, 1, 1));
+        assert!(
+            findings[1]
+                .detail
+                .contains("waiting (created once configmaps/app-config is here)")
+        );
+    }
 
     #[test]
     fn the_summary_line_has_every_count_and_mentions_kept_copies_only_when_there_are_some() {
