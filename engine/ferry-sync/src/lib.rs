@@ -36,6 +36,7 @@ mod startup;
 pub mod store;
 pub mod target;
 pub mod uninstall;
+pub mod workspaces;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -61,6 +62,7 @@ use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
 use shards::Shards;
 use target::TargetCluster;
+use workspaces::Workspaces;
 
 /// How often a target's prober asks it `GET /version`, and how long it waits for the answer.
 /// A hung API server (accepting connections, answering nothing) is noticed within about
@@ -179,6 +181,7 @@ impl Engine {
             resources.clone(),
             connected.kcp.clone(),
             connected.shards.clone(),
+            connected.workspaces.clone(),
             health.clone(),
         ));
 
@@ -348,6 +351,8 @@ pub(crate) struct Connected {
     pub(crate) targets: Arc<Vec<Arc<TargetCluster>>>,
     pub(crate) kcp: Arc<KcpClients>,
     pub(crate) shards: Arc<Shards>,
+    /// Workspace paths, labels and annotations (shared by every resource).
+    pub(crate) workspaces: Arc<workspaces::Workspaces>,
     pub(crate) resources: Vec<Arc<ResourceSync>>,
     /// Configured resources the export does not declare, with the error, when connecting
     /// with [`Unexported::Skip`].
@@ -414,12 +419,17 @@ impl Connected {
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
+        let export = kcp::read_export(&provider, &settings.kcp.export).await?;
+        let workspaces = Arc::new(workspaces::Workspaces::new(
+            claims_logical_clusters(&export, &settings.kcp.export),
+            settings.kcp.workspace_keys.clone(),
+        ));
         let mut resolved = Vec::new();
         let mut unexported = Vec::new();
         for resource in settings.resources {
             let api = match kcp::resolve_resource(
                 &provider,
-                &settings.kcp.export,
+                &export,
                 &resource.group,
                 &resource.resource,
             )
@@ -448,6 +458,7 @@ impl Connected {
                     upstream: Default::default(),
                     downstream: Default::default(),
                     shards: shards.clone(),
+                    workspaces: workspaces.clone(),
                     targets: targets.clone(),
                     kcp: kcp_clients.clone(),
                     events: events.clone(),
@@ -467,11 +478,27 @@ impl Connected {
             targets,
             kcp: kcp_clients,
             shards,
+            workspaces,
             resources,
             unexported,
             owner,
         })
     }
+}
+
+/// Whether `export` claims `logicalclusters`, so workspace paths (and opted-in labels and
+/// annotations) can be read; says once, at start-up, when they cannot (not an error: objects
+/// sync without them).
+fn claims_logical_clusters(export: &DynamicObject, name: &str) -> bool {
+    let claimed = kcp::claimed(export).contains(&("core.kcp.io".into(), "logicalclusters".into()));
+    if !claimed {
+        tracing::info!(
+            export = %name,
+            "the APIExport does not claim logicalclusters (core.kcp.io): workspace paths, labels \
+             and annotations are unavailable to plugins"
+        );
+    }
+    claimed
 }
 
 async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
@@ -841,6 +868,98 @@ async fn watch_bindings(
     }
 }
 
+/// Follows the workspaces' `LogicalCluster`s on one shard (those whose binding accepted the
+/// export's claim) into [`Workspaces`]. A workspace whose path, or opted-in label or
+/// annotation, appears or changes has its objects planned again (a placement by path may
+/// change). Not allowed or not served: given up on with one error, so the shard's objects
+/// sync without workspace context rather than wait forever; retried meanwhile.
+async fn watch_workspaces(
+    client: kube::Client,
+    shard: Arc<str>,
+    resources: Vec<Resource>,
+    workspaces: Arc<Workspaces>,
+    guard: WatchGuard,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &workspaces::logical_clusters());
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing = Vec::new();
+    let mut given_up = false;
+    let enqueue = |clusters: &[String]| {
+        if clusters.is_empty() {
+            return;
+        }
+        for (sync, queue) in &resources {
+            let keys: BTreeSet<UpstreamKey> = sync
+                .upstream
+                .keys()
+                .into_iter()
+                .chain(sync.downstream.origins())
+                .filter(|k| clusters.contains(&k.cluster))
+                .collect();
+            for key in keys {
+                queue.add(key);
+            }
+        }
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(object)) => listing.push(object),
+            Ok(Event::InitDone) => {
+                let changed = workspaces.replace_shard(&shard, &std::mem::take(&mut listing));
+                tracing::info!(%shard, known = changed.len(), "listed the workspaces' LogicalClusters");
+                guard.synced();
+                given_up = false;
+                // Objects that waited for this list (their workspaces may not be in it).
+                for (sync, queue) in &resources {
+                    enqueue_all(sync, queue);
+                }
+            }
+            Ok(Event::Apply(object)) => {
+                if let Some(cluster) = workspaces.apply(&shard, &object) {
+                    let path = workspaces.find(&cluster).and_then(|w| w.path.clone());
+                    tracing::info!(%shard, logical_cluster = %cluster, path = path.as_deref(), "workspace context changed; planning its objects again");
+                    enqueue(&[cluster]);
+                }
+            }
+            Ok(Event::Delete(object)) => {
+                if let Some(cluster) = workspaces.delete(&shard, &object) {
+                    tracing::info!(%shard, logical_cluster = %cluster, "workspace context out of sight (workspace deleted or claim no longer accepted)");
+                    enqueue(&[cluster]);
+                }
+            }
+            Err(err) => {
+                let refused = match &err {
+                    watcher::Error::InitialListFailed(e)
+                    | watcher::Error::WatchStartFailed(e)
+                    | watcher::Error::WatchFailed(e) => {
+                        error::is_not_found(e) || error::is_forbidden(e)
+                    }
+                    watcher::Error::WatchError(status) => matches!(status.code, 403 | 404),
+                    watcher::Error::NoResourceVersion => false,
+                };
+                if refused && !std::mem::replace(&mut given_up, true) {
+                    tracing::error!(
+                        %shard, error = %explain::chain(&err),
+                        "cannot read the workspaces' LogicalClusters (does Ferry's identity have \
+                         apiexports/content, and the claim the verbs get, list and watch?): \
+                         objects on this shard sync without workspace paths; retrying"
+                    );
+                    workspaces.give_up(&shard);
+                    guard.synced();
+                    for (sync, queue) in &resources {
+                        enqueue_all(sync, queue);
+                    }
+                } else {
+                    tracing::warn!(%shard, error = %explain::chain(&err), "watch of LogicalClusters failed; retrying");
+                }
+            }
+        }
+    }
+}
+
 /// Follows the endpoint slice: one upstream watch per resource per shard URL, and one
 /// APIBindings watch per shard. An empty slice means no workspace has bound the export yet;
 /// Ferry waits. A shard that leaves the slice stops its watches; its objects are forgotten
@@ -852,6 +971,7 @@ async fn watch_endpoint_slice(
     resources: Vec<Resource>,
     kcp: Arc<KcpClients>,
     shards: Arc<Shards>,
+    workspaces: Arc<Workspaces>,
     health: Arc<Health>,
 ) -> String {
     let api: Api<DynamicObject> = Api::all_with(provider, &kcp::endpoint_slices());
@@ -904,6 +1024,7 @@ async fn watch_endpoint_slice(
                 handle.abort();
             }
             shards.remove(&gone);
+            workspaces.remove_shard(&gone);
             let shard: Arc<str> = Arc::from(gone.as_str());
             for (sync, _) in &resources {
                 sync.upstream.remove_shard(&shard);
@@ -953,6 +1074,22 @@ async fn watch_endpoint_slice(
                         resources.clone(),
                         shards.clone(),
                         sync.metrics.clone(),
+                        guard,
+                    ),
+                ));
+                handles.push((handle, id));
+            }
+            if workspaces.claimed() {
+                workspaces.add_shard(&shard);
+                let guard = health.watch(format!("LogicalClusters on shard {url}"));
+                let id = guard.id();
+                let handle = tasks.spawn(named(
+                    "workspaces watch",
+                    watch_workspaces(
+                        client.clone(),
+                        shard.clone(),
+                        resources.clone(),
+                        workspaces.clone(),
                         guard,
                     ),
                 ));
