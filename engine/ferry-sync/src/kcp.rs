@@ -266,6 +266,47 @@ mod tests {
         assert!(endpoint_urls(&slice).is_empty());
     }
 
+    fn export() -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
+            "metadata": {"name": "kubernetes"},
+            "spec": {
+                "resources": [{"group": "apps", "name": "deployments", "schema": "s.deployments.apps"}],
+                "permissionClaims": [
+                    {"group": "", "resource": "events", "verbs": ["create"]},
+                    {"group": "core.kcp.io", "resource": "logicalclusters", "verbs": ["get"]},
+                    {"group": "", "resource": "configmaps", "verbs": ["get"]},
+                ],
+            },
+        }))
+        .expect("export")
+    }
+
+    #[test]
+    fn the_claims_of_an_export_are_its_permission_claims_group_and_resource() {
+        let claims = claimed(&export());
+        assert!(claims.contains(&("".into(), "configmaps".into())));
+        assert!(claims.contains(&("core.kcp.io".into(), "logicalclusters".into())));
+        assert!(!claims.contains(&("".into(), "secrets".into())));
+        assert!(!claims.contains(&("apps".into(), "deployments".into())));
+    }
+
+    #[tokio::test]
+    async fn a_resource_neither_exported_nor_claimed_is_refused_naming_both_lists() {
+        // Refused from the export alone: no request is sent (the server does not exist).
+        let client =
+            kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse().expect("url")))
+                .expect("client");
+        let err = resolve_resource(&client, &export(), "", "secrets")
+            .await
+            .expect_err("not exported");
+        assert_eq!(
+            err.to_string(),
+            "resource secrets is not exported by APIExport kubernetes (exported: \
+             deployments.apps; claimed: configmaps, events, logicalclusters.core.kcp.io)"
+        );
+    }
+
     #[test]
     fn base_url_drops_the_workspace_path() {
         let mut config =

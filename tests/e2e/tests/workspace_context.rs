@@ -74,7 +74,11 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
     .await
     .context("labelling the accepting tenant's LogicalCluster")?;
 
+    // Ferry runs as kcp's non-admin `user` with exactly the example's RBAC: the claims need
+    // no role beyond `apiexports/content`.
     let options = FerryOptions {
+        kcp_context: "user".into(),
+        defer_start: true,
         kcp_extra: "  workspaceLabels: [team]\n".into(),
         // ConfigMaps go nowhere unless they ask (every namespace has kube-root-ca.crt).
         extra_resources: "- resource: configmaps\n  \
@@ -83,7 +87,11 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             .into(),
         ..FerryOptions::default()
     };
-    let ferry = Ferry::start(&env, &provider, &options)?;
+    let rbac = ferry_e2e::kcp::example("provider/rbac-ferry.yaml")?
+        .replace("name: ferry\n", "name: user\n");
+    ferry_e2e::kcp::apply_manifest(&admin.workspace(&provider.path)?, &rbac).await?;
+    let mut ferry = Ferry::start(&env, &provider, &options)?;
+    ferry.restart()?;
     let mut s = Scenario {
         env: env.clone(),
         admin,
@@ -188,6 +196,14 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             plan_of(&accepting.logical_cluster, "configmaps").is_some()
                 && plan_of(&rejecting.logical_cluster, "configmaps").is_none(),
             "only the accepting tenant's ConfigMap is surveyed"
+        );
+
+        // The audit covers the claimed resource too, and is clean.
+        let (clean, report) = s.ferry.check()?;
+        ensure!(clean, "ferry check: {report}");
+        ensure!(
+            !report.contains("could not be listed"),
+            "configmaps audited: {report}"
         );
 
         // Log lines about the accepting tenant's objects name its path.
