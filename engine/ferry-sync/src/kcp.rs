@@ -65,7 +65,10 @@ pub async fn logical_cluster(client: &kube::Client) -> Result<String, SyncError>
 }
 
 /// Reads the APIExport `export` of the provider workspace.
-pub async fn read_export(provider: &kube::Client, export: &str) -> Result<DynamicObject, SyncError> {
+pub async fn read_export(
+    provider: &kube::Client,
+    export: &str,
+) -> Result<DynamicObject, SyncError> {
     let exports: Api<DynamicObject> = Api::all_with(
         provider.clone(),
         &gvr("apis.kcp.io", "v1alpha2", "APIExport", "apiexports"),
@@ -96,7 +99,10 @@ pub fn claimed(export: &DynamicObject) -> BTreeSet<(String, String)> {
         .flatten()
         .filter_map(|c| {
             Some((
-                c.get("group").and_then(Value::as_str).unwrap_or("").to_string(),
+                c.get("group")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 c.get("resource").and_then(Value::as_str)?.to_string(),
             ))
         })
@@ -294,9 +300,10 @@ mod tests {
     #[tokio::test]
     async fn a_resource_neither_exported_nor_claimed_is_refused_naming_both_lists() {
         // Refused from the export alone: no request is sent (the server does not exist).
-        let client =
-            kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse().expect("url")))
-                .expect("client");
+        let client = kube::Client::try_from(kube::Config::new(
+            "https://127.0.0.1:1".parse().expect("url"),
+        ))
+        .expect("client");
         let err = resolve_resource(&client, &export(), "", "secrets")
             .await
             .expect_err("not exported");

@@ -264,7 +264,10 @@ impl ResourceSync {
         };
         let path = match &workspace {
             Lookup::Known(w) => w.path.clone(),
-            _ => self.workspaces.find(&key.cluster).and_then(|w| w.path.clone()),
+            _ => self
+                .workspaces
+                .find(&key.cluster)
+                .and_then(|w| w.path.clone()),
         };
         let workspace = match workspace {
             Lookup::Known(w) => Some(w),

@@ -836,7 +836,8 @@ plugins: {dir: plugins}
                 &format!("export: kubernetes, {keys}}}"),
             )
         };
-        let text = with("workspaceLabels: [team, example.com/region], workspaceAnnotations: [owner]");
+        let text =
+            with("workspaceLabels: [team, example.com/region], workspaceAnnotations: [owner]");
         let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("valid");
         assert_eq!(
             loaded.config.kcp.workspace_labels,
@@ -852,7 +853,11 @@ plugins: {dir: plugins}
             "{:?}",
             err.problems
         );
-        assert!(err.problems[0].1.contains("\"team a\""), "{:?}", err.problems);
+        assert!(
+            err.problems[0].1.contains("\"team a\""),
+            "{:?}",
+            err.problems
+        );
         assert!(err.problems[1].1.contains("twice"), "{:?}", err.problems);
     }
 

@@ -102,7 +102,8 @@ mod tests {
                 namespace: "demo".into(),
                 name: "web".into(),
             };
-            let span = ferry_sync::reconcile::object_span("deployments.apps", &key, Some("root:team-a"));
+            let span =
+                ferry_sync::reconcile::object_span("deployments.apps", &key, Some("root:team-a"));
             let _inside = span.enter();
             tracing::info!(target = "cluster-1", "applied");
             tracing::warn!(

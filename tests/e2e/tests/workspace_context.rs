@@ -158,7 +158,11 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             || async { Ok(accepted_copy.get_opt("settings").await?) },
         )
         .await?;
-        ensure!(synced.data["data"]["greeting"] == "hello", "{:?}", synced.data);
+        ensure!(
+            synced.data["data"]["greeting"] == "hello",
+            "{:?}",
+            synced.data
+        );
         ensure!(
             copy_api(&cluster_2, 0).get_opt("settings").await?.is_none(),
             "placed on region=eu only"
@@ -180,7 +184,12 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             plans.iter().find(|p| {
                 p["resource"] == resource
                     && p["key"]["cluster"] == cluster
-                    && p["key"]["name"] == if resource == "configmaps" { "settings" } else { "web" }
+                    && p["key"]["name"]
+                        == if resource == "configmaps" {
+                            "settings"
+                        } else {
+                            "web"
+                        }
             })
         };
         let web = plan_of(&accepting.logical_cluster, "deployments.apps")

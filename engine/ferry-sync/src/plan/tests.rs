@@ -685,13 +685,18 @@ fn the_workspace_context_reaches_every_hook_and_its_path_is_recorded_on_the_copy
     let seen = chain.seen.lock().expect("seen").clone();
     assert_eq!(seen.len(), 2, "place and one transform");
     for context in seen {
-        assert_eq!(context.workspace_path.as_deref(), Some("root:org-eu:team-a"));
+        assert_eq!(
+            context.workspace_path.as_deref(),
+            Some("root:org-eu:team-a")
+        );
         assert_eq!(context.workspace_labels, workspace.labels);
     }
     let (_, copy) = applied_copy(&planned, "c1");
     let annotations = copy.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
-        annotations.get(ferry_core::identity::WORKSPACE).map(String::as_str),
+        annotations
+            .get(ferry_core::identity::WORKSPACE)
+            .map(String::as_str),
         Some("root:org-eu:team-a")
     );
 
@@ -700,5 +705,8 @@ fn the_workspace_context_reaches_every_hook_and_its_path_is_recorded_on_the_copy
     let planned = plan(&snapshot(Some(live())), &chain, cx());
     assert_eq!(planned.placement, Placement::Chosen(vec!["c2".into()]));
     let seen = chain.seen.lock().expect("seen").clone();
-    assert!(seen.iter().all(|c| c.workspace_path.is_none() && c.workspace_labels.is_empty()));
+    assert!(
+        seen.iter()
+            .all(|c| c.workspace_path.is_none() && c.workspace_labels.is_empty())
+    );
 }
