@@ -215,6 +215,43 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             "configmaps audited: {report}"
         );
 
+        // A tenant relabelling its workspace has its objects planned again (a placement by
+        // label may change); a label nobody opted into changes nothing.
+        let replans = |log: &str| {
+            log.lines()
+                .filter(|l| {
+                    l.contains("workspace context changed")
+                        && l.contains(&format!("logical_cluster={}", accepting.logical_cluster))
+                })
+                .count()
+        };
+        let before = replans(&s.ferry.log());
+        lc.patch(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"cost-center": "43"}}})),
+        )
+        .await?;
+        lc.patch(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "beta"}}})),
+        )
+        .await?;
+        let ferry_log = &s.ferry;
+        eventually(
+            "Ferry to plan the relabelled workspace's objects again",
+            Duration::from_secs(30),
+            || async { Ok((replans(&ferry_log.log()) > before).then_some(())) },
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ensure!(
+            replans(&s.ferry.log()) == before + 1,
+            "only the opted-in label's change re-plans:\n{}",
+            s.ferry.log()
+        );
+
         // Log lines about the accepting tenant's objects name its path.
         let log = s.ferry.log();
         ensure!(
