@@ -1109,6 +1109,34 @@ mod tests {
     }
 
     #[test]
+    fn workspace_paths_are_read_only_when_the_export_claims_logicalclusters() {
+        let export = |claims: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
+                "metadata": {"name": "kubernetes"},
+                "spec": {"permissionClaims": claims},
+            }))
+            .expect("export")
+        };
+        let events = serde_json::json!({"group": "", "resource": "events"});
+        let lcs = serde_json::json!({"group": "core.kcp.io", "resource": "logicalclusters"});
+        assert!(!claims_logical_clusters(
+            &export(serde_json::json!([events])),
+            "kubernetes"
+        ));
+        assert!(claims_logical_clusters(
+            &export(serde_json::json!([events, lcs])),
+            "kubernetes"
+        ));
+        // The same resource name in another group is not the workspace's LogicalCluster.
+        let other = serde_json::json!({"group": "example.com", "resource": "logicalclusters"});
+        assert!(!claims_logical_clusters(
+            &export(serde_json::json!([other])),
+            "kubernetes"
+        ));
+    }
+
+    #[test]
     fn a_resource_the_virtual_workspace_stops_serving_is_told_apart_from_other_watch_errors() {
         // kcp answers 404 on the virtual workspace once a resource leaves the export.
         let gone = || kube::Error::Api(status(404));
