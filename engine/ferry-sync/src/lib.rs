@@ -920,7 +920,7 @@ async fn watch_workspaces(
             Ok(Event::Apply(object)) => {
                 if let Some(cluster) = workspaces.apply(&shard, &object) {
                     let path = workspaces.find(&cluster).and_then(|w| w.path.clone());
-                    tracing::info!(%shard, logical_cluster = %cluster, path = path.as_deref(), "workspace context changed; planning its objects again");
+                    tracing::info!(%shard, logical_cluster = %cluster, path = path.as_deref().map(tracing::field::display), "workspace context changed; planning its objects again");
                     enqueue(&[cluster]);
                 }
             }

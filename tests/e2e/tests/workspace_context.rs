@@ -144,10 +144,11 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
         // The claimed ConfigMap is served to Ferry and placed like any resource.
         let cluster_1 = s.env.cluster_client("cluster-1").await?;
         let cluster_2 = s.env.cluster_client("cluster-2").await?;
+        let tenants = s.tenants.clone();
         let copy_api = |client: &kube::Client, i: usize| -> Api<DynamicObject> {
             Api::namespaced_with(
                 client.clone(),
-                &ferry::mapped_namespace(&s.tenants[i], "demo"),
+                &ferry::mapped_namespace(&tenants[i], "demo"),
                 &config_maps(),
             )
         };
@@ -259,6 +260,29 @@ async fn an_accepting_tenant_gets_its_path_and_configmaps_synced_a_rejecting_one
             "no log line names the path {}",
             accepting.path
         );
+
+        // The rejecting tenant changes its mind: its LogicalCluster appears, its objects are
+        // planned again with its path, and its ConfigMaps come into sight.
+        ferry_e2e::kcp::apply_manifest(
+            &s.admin.workspace(&rejecting.path)?,
+            &ferry::binding_manifest(&s.provider, Claims::AcceptAll)?,
+        )
+        .await?;
+        s.wait_copy(
+            1,
+            "cluster-1",
+            "web",
+            "copy with the path once accepted",
+            |c| c.and_then(|c| annotation(c, WORKSPACE)) == Some(rejecting.path.as_str()),
+        )
+        .await?;
+        let now_accepted = copy_api(&cluster_1, 1);
+        eventually(
+            "the tenant's ConfigMap on cluster-1 once it accepted the claim",
+            Duration::from_secs(60),
+            || async { Ok(now_accepted.get_opt("settings").await?) },
+        )
+        .await?;
         Ok(())
     }
     .await;
