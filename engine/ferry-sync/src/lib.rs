@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! endpoint slice ──► one upstream watch per shard URL ──► UpstreamStore ─┐
+//!                ──► one LogicalCluster watch per shard ─► Workspaces ───┤
 //! target clusters ─► one watch of Ferry's copies each ──► DownstreamStore ┤
 //!                                                                        ▼
 //!                          WorkQueue<UpstreamKey> ──► workers ──► ResourceSync::reconcile
@@ -421,7 +422,7 @@ impl Connected {
         let shards = Arc::new(Shards::default());
         let export = kcp::read_export(&provider, &settings.kcp.export).await?;
         let workspaces = Arc::new(workspaces::Workspaces::new(
-            claims_logical_clusters(&export, &settings.kcp.export),
+            workspaces::claims_logical_clusters(&export, &settings.kcp.export),
             settings.kcp.workspace_keys.clone(),
         ));
         let mut resolved = Vec::new();
@@ -484,21 +485,6 @@ impl Connected {
             owner,
         })
     }
-}
-
-/// Whether `export` claims `logicalclusters`, so workspace paths (and opted-in labels and
-/// annotations) can be read; says once, at start-up, when they cannot (not an error: objects
-/// sync without them).
-fn claims_logical_clusters(export: &DynamicObject, name: &str) -> bool {
-    let claimed = kcp::claimed(export).contains(&("core.kcp.io".into(), "logicalclusters".into()));
-    if !claimed {
-        tracing::info!(
-            export = %name,
-            "the APIExport does not claim logicalclusters (core.kcp.io): workspace paths, labels \
-             and annotations are unavailable to plugins"
-        );
-    }
-    claimed
 }
 
 async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
@@ -868,98 +854,6 @@ async fn watch_bindings(
     }
 }
 
-/// Follows the workspaces' `LogicalCluster`s on one shard (those whose binding accepted the
-/// export's claim) into [`Workspaces`]. A workspace whose path, or opted-in label or
-/// annotation, appears or changes has its objects planned again (a placement by path may
-/// change). Not allowed or not served: given up on with one error, so the shard's objects
-/// sync without workspace context rather than wait forever; retried meanwhile.
-async fn watch_workspaces(
-    client: kube::Client,
-    shard: Arc<str>,
-    resources: Vec<Resource>,
-    workspaces: Arc<Workspaces>,
-    guard: WatchGuard,
-) {
-    let api: Api<DynamicObject> = Api::all_with(client, &workspaces::logical_clusters());
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing = Vec::new();
-    let mut given_up = false;
-    let enqueue = |clusters: &[String]| {
-        if clusters.is_empty() {
-            return;
-        }
-        for (sync, queue) in &resources {
-            let keys: BTreeSet<UpstreamKey> = sync
-                .upstream
-                .keys()
-                .into_iter()
-                .chain(sync.downstream.origins())
-                .filter(|k| clusters.contains(&k.cluster))
-                .collect();
-            for key in keys {
-                queue.add(key);
-            }
-        }
-    };
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(object)) => listing.push(object),
-            Ok(Event::InitDone) => {
-                let changed = workspaces.replace_shard(&shard, &std::mem::take(&mut listing));
-                tracing::info!(%shard, known = changed.len(), "listed the workspaces' LogicalClusters");
-                guard.synced();
-                given_up = false;
-                // Objects that waited for this list (their workspaces may not be in it).
-                for (sync, queue) in &resources {
-                    enqueue_all(sync, queue);
-                }
-            }
-            Ok(Event::Apply(object)) => {
-                if let Some(cluster) = workspaces.apply(&shard, &object) {
-                    let path = workspaces.find(&cluster).and_then(|w| w.path.clone());
-                    tracing::info!(%shard, logical_cluster = %cluster, path = path.as_deref().map(tracing::field::display), "workspace context changed; planning its objects again");
-                    enqueue(&[cluster]);
-                }
-            }
-            Ok(Event::Delete(object)) => {
-                if let Some(cluster) = workspaces.delete(&shard, &object) {
-                    tracing::info!(%shard, logical_cluster = %cluster, "workspace context out of sight (workspace deleted or claim no longer accepted)");
-                    enqueue(&[cluster]);
-                }
-            }
-            Err(err) => {
-                let refused = match &err {
-                    watcher::Error::InitialListFailed(e)
-                    | watcher::Error::WatchStartFailed(e)
-                    | watcher::Error::WatchFailed(e) => {
-                        error::is_not_found(e) || error::is_forbidden(e)
-                    }
-                    watcher::Error::WatchError(status) => matches!(status.code, 403 | 404),
-                    watcher::Error::NoResourceVersion => false,
-                };
-                if refused && !std::mem::replace(&mut given_up, true) {
-                    tracing::error!(
-                        %shard, error = %explain::chain(&err),
-                        "cannot read the workspaces' LogicalClusters (does Ferry's identity have \
-                         apiexports/content, and the claim the verbs get, list and watch?): \
-                         objects on this shard sync without workspace paths; retrying"
-                    );
-                    workspaces.give_up(&shard);
-                    guard.synced();
-                    for (sync, queue) in &resources {
-                        enqueue_all(sync, queue);
-                    }
-                } else {
-                    tracing::warn!(%shard, error = %explain::chain(&err), "watch of LogicalClusters failed; retrying");
-                }
-            }
-        }
-    }
-}
-
 /// Follows the endpoint slice: one upstream watch per resource per shard URL, and one
 /// APIBindings watch per shard. An empty slice means no workspace has bound the export yet;
 /// Ferry waits. A shard that leaves the slice stops its watches; its objects are forgotten
@@ -1085,7 +979,7 @@ async fn watch_endpoint_slice(
                 let id = guard.id();
                 let handle = tasks.spawn(named(
                     "workspaces watch",
-                    watch_workspaces(
+                    workspaces::watch(
                         client.clone(),
                         shard.clone(),
                         resources.clone(),
@@ -1106,34 +1000,6 @@ mod tests {
 
     fn status(code: u16) -> Box<kube::core::Status> {
         Box::new(kube::core::Status::failure("x", "NotFound").with_code(code))
-    }
-
-    #[test]
-    fn workspace_paths_are_read_only_when_the_export_claims_logicalclusters() {
-        let export = |claims: serde_json::Value| -> DynamicObject {
-            serde_json::from_value(serde_json::json!({
-                "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
-                "metadata": {"name": "kubernetes"},
-                "spec": {"permissionClaims": claims},
-            }))
-            .expect("export")
-        };
-        let events = serde_json::json!({"group": "", "resource": "events"});
-        let lcs = serde_json::json!({"group": "core.kcp.io", "resource": "logicalclusters"});
-        assert!(!claims_logical_clusters(
-            &export(serde_json::json!([events])),
-            "kubernetes"
-        ));
-        assert!(claims_logical_clusters(
-            &export(serde_json::json!([events, lcs])),
-            "kubernetes"
-        ));
-        // The same resource name in another group is not the workspace's LogicalCluster.
-        let other = serde_json::json!({"group": "example.com", "resource": "logicalclusters"});
-        assert!(!claims_logical_clusters(
-            &export(serde_json::json!([other])),
-            "kubernetes"
-        ));
     }
 
     #[test]

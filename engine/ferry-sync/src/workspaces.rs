@@ -12,12 +12,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use kube::api::DynamicObject;
+use ferry_core::identity::UpstreamKey;
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde::Serialize;
 
+use crate::health::WatchGuard;
 use crate::store::KCP_CLUSTER_ANNOTATION;
+use crate::{Resource, enqueue_all, error, explain, kcp};
 
 /// Annotation kcp puts on a `LogicalCluster`: the workspace's path, e.g. `root:org-eu:team-a`.
 pub const KCP_PATH_ANNOTATION: &str = "kcp.io/path";
@@ -237,6 +243,113 @@ impl Workspaces {
     }
 }
 
+/// Whether `export` claims `logicalclusters`, so workspace paths (and opted-in labels and
+/// annotations) can be read; says once, at start-up, when they cannot (not an error: objects
+/// sync without them).
+pub(crate) fn claims_logical_clusters(export: &DynamicObject, name: &str) -> bool {
+    let claimed = kcp::claimed(export).contains(&("core.kcp.io".into(), "logicalclusters".into()));
+    if !claimed {
+        tracing::info!(
+            export = %name,
+            "the APIExport does not claim logicalclusters (core.kcp.io): workspace paths, labels \
+             and annotations are unavailable to plugins"
+        );
+    }
+    claimed
+}
+
+/// Follows the workspaces' `LogicalCluster`s on one shard (those whose binding accepted the
+/// export's claim) into [`Workspaces`]. A workspace whose path, or opted-in label or
+/// annotation, appears or changes has its objects planned again (a placement by path may
+/// change). Not allowed or not served: given up on with one error, so the shard's objects
+/// sync without workspace context rather than wait forever; retried meanwhile.
+pub(crate) async fn watch(
+    client: kube::Client,
+    shard: Arc<str>,
+    resources: Vec<Resource>,
+    workspaces: Arc<Workspaces>,
+    guard: WatchGuard,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &logical_clusters());
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing = Vec::new();
+    let mut given_up = false;
+    let enqueue = |clusters: &[String]| {
+        if clusters.is_empty() {
+            return;
+        }
+        for (sync, queue) in &resources {
+            let keys: BTreeSet<UpstreamKey> = sync
+                .upstream
+                .keys()
+                .into_iter()
+                .chain(sync.downstream.origins())
+                .filter(|k| clusters.contains(&k.cluster))
+                .collect();
+            for key in keys {
+                queue.add(key);
+            }
+        }
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(object)) => listing.push(object),
+            Ok(Event::InitDone) => {
+                let changed = workspaces.replace_shard(&shard, &std::mem::take(&mut listing));
+                tracing::info!(%shard, known = changed.len(), "listed the workspaces' LogicalClusters");
+                guard.synced();
+                given_up = false;
+                // Objects that waited for this list (their workspaces may not be in it).
+                for (sync, queue) in &resources {
+                    enqueue_all(sync, queue);
+                }
+            }
+            Ok(Event::Apply(object)) => {
+                if let Some(cluster) = workspaces.apply(&shard, &object) {
+                    let path = workspaces.find(&cluster).and_then(|w| w.path.clone());
+                    tracing::info!(%shard, logical_cluster = %cluster, path = path.as_deref().map(tracing::field::display), "workspace context changed; planning its objects again");
+                    enqueue(&[cluster]);
+                }
+            }
+            Ok(Event::Delete(object)) => {
+                if let Some(cluster) = workspaces.delete(&shard, &object) {
+                    tracing::info!(%shard, logical_cluster = %cluster, "workspace context out of sight (workspace deleted or claim no longer accepted)");
+                    enqueue(&[cluster]);
+                }
+            }
+            Err(err) => {
+                let refused = match &err {
+                    watcher::Error::InitialListFailed(e)
+                    | watcher::Error::WatchStartFailed(e)
+                    | watcher::Error::WatchFailed(e) => {
+                        error::is_not_found(e) || error::is_forbidden(e)
+                    }
+                    watcher::Error::WatchError(status) => matches!(status.code, 403 | 404),
+                    watcher::Error::NoResourceVersion => false,
+                };
+                if refused && !std::mem::replace(&mut given_up, true) {
+                    tracing::error!(
+                        %shard, error = %explain::chain(&err),
+                        "cannot read the workspaces' LogicalClusters (does Ferry's identity have \
+                         apiexports/content, and the claim the verbs get, list and watch?): \
+                         objects on this shard sync without workspace paths; retrying"
+                    );
+                    workspaces.give_up(&shard);
+                    guard.synced();
+                    for (sync, queue) in &resources {
+                        enqueue_all(sync, queue);
+                    }
+                } else {
+                    tracing::warn!(%shard, error = %explain::chain(&err), "watch of LogicalClusters failed; retrying");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +442,33 @@ mod tests {
         store.add_shard(&shard);
         store.give_up(&shard);
         assert_eq!(store.lookup(&shard, "lc-a"), Lookup::Absent);
+    }
+
+    #[test]
+    fn workspace_paths_are_read_only_when_the_export_claims_logicalclusters() {
+        let export = |claims: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
+                "metadata": {"name": "kubernetes"},
+                "spec": {"permissionClaims": claims},
+            }))
+            .expect("export")
+        };
+        let events = serde_json::json!({"group": "", "resource": "events"});
+        let lcs = serde_json::json!({"group": "core.kcp.io", "resource": "logicalclusters"});
+        assert!(!claims_logical_clusters(
+            &export(serde_json::json!([events])),
+            "kubernetes"
+        ));
+        assert!(claims_logical_clusters(
+            &export(serde_json::json!([events, lcs])),
+            "kubernetes"
+        ));
+        // The same resource name in another group is not the workspace's LogicalCluster.
+        let other = serde_json::json!({"group": "example.com", "resource": "logicalclusters"});
+        assert!(!claims_logical_clusters(
+            &export(serde_json::json!([other])),
+            "kubernetes"
+        ));
     }
 }
