@@ -36,6 +36,7 @@ use crate::dependencies::{
 use crate::desired::{Changes, compare, digest, prepare};
 use crate::plugins::{HookError, PluginChain};
 use crate::store::CopyRef;
+use crate::workspaces::Workspace;
 
 /// Whether an upstream object that is absent from the store is known to be gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,12 +103,20 @@ pub const MISSING_DEPENDENCIES: &str = "sync.ferry.dev/missing-dependencies";
 pub struct PlanContext<'a> {
     /// This installation's owner id.
     pub owner: &'a str,
-    /// The upstream workspace path, if known.
-    pub workspace_path: Option<&'a str>,
+    /// The object's workspace (path, opted-in labels and annotations), if known
+    /// ([`crate::workspaces`]).
+    pub workspace: Option<&'a Workspace>,
     /// The object's resource (`deployments.apps`): the memo's key.
     pub resource: &'a str,
     /// Memoised `dependencies` and `place` answers of dependents.
     pub memo: &'a HookMemo,
+}
+
+impl PlanContext<'_> {
+    /// The object's workspace path, if known.
+    pub fn workspace_path(&self) -> Option<&str> {
+        self.workspace.and_then(|w| w.path.as_deref())
+    }
 }
 
 /// What happens to the upstream object itself.
@@ -348,12 +357,12 @@ impl Plan {
 }
 
 /// The object context plugins see.
-pub fn object_context(key: &UpstreamKey, workspace_path: Option<&str>) -> ObjectContext {
+pub fn object_context(key: &UpstreamKey, workspace: Option<&Workspace>) -> ObjectContext {
     ObjectContext {
         logical_cluster: key.cluster.clone(),
-        workspace_path: workspace_path.map(str::to_string),
-        workspace_labels: Default::default(),
-        workspace_annotations: Default::default(),
+        workspace_path: workspace.and_then(|w| w.path.clone()),
+        workspace_labels: workspace.map(|w| w.labels.clone()).unwrap_or_default(),
+        workspace_annotations: workspace.map(|w| w.annotations.clone()).unwrap_or_default(),
         namespace: key.namespace.clone(),
         downstream_namespace: key.downstream_namespace(),
     }
@@ -410,7 +419,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     }
 
     let value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
-    let context = object_context(key, cx.workspace_path);
+    let context = object_context(key, cx.workspace);
     let all: Vec<Target> = snapshot.targets.iter().map(|t| t.target.clone()).collect();
     // Dependents name what they need first: the memo then answers their dependency
     // objects' reconciles without another call.
@@ -424,7 +433,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
                 view,
                 &key.name,
                 &all,
-                &|dependent| object_context(dependent, cx.workspace_path),
+                &|dependent| object_context(dependent, cx.workspace),
                 cx.memo,
             );
             let held = by_dependents.held.clone();
@@ -535,7 +544,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             &uid,
             cx.owner,
             &namespace,
-            cx.workspace_path,
+            cx.workspace_path(),
         );
         let copy_name = desired
             .pointer("/metadata/name")

@@ -265,6 +265,7 @@ mod tests {
                 missing_annotation: MissingPlan::Keep,
                 dependencies_error: None,
             },
+            workspace: None,
             refused: Vec::new(),
             duplicates: Vec::new(),
         };

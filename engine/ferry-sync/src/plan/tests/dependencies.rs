@@ -424,8 +424,12 @@ fn a_changed_workspace_context_is_a_new_question_for_the_memo() {
         )],
     );
     plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    let workspace = crate::workspaces::Workspace {
+        path: Some("root:org-eu".into()),
+        ..Default::default()
+    };
     let with_path = PlanContext {
-        workspace_path: Some("root:org-eu"),
+        workspace: Some(&workspace),
         ..dependency_cx(&memo)
     };
     plan(&snapshot, &Fake::default(), with_path);
