@@ -502,17 +502,18 @@ impl Links {
         Some(view)
     }
 
-    /// Keys of `resource` in one namespace were touched (upstream or downstream): wakes the
-    /// objects whose plan may change with it. A dependent's change can add or remove a
-    /// reference to any dependency object of its namespace, and a dependency object's
-    /// change (created, deleted, its copy arrived on a target) can release a dependent
-    /// that waits for it or clear a missing-dependency report.
-    pub fn touched(&self, resource: &str, cluster: &str, namespace: &str) {
+    /// Keys of `resource` in one namespace were touched, `upstream` or on a target: wakes
+    /// the objects whose plan may change with it. A dependent's upstream change can add or
+    /// remove a reference to any dependency object of its namespace (a change of its copies,
+    /// their status every few seconds, cannot: it wakes nothing). A dependency object's
+    /// change (created, deleted, its copy arrived on a target) can release a dependent that
+    /// waits for it or clear a missing-dependency report.
+    pub fn touched(&self, resource: &str, cluster: &str, namespace: &str, upstream: bool) {
         let Some(linked) = self.find(resource) else {
             return;
         };
         let mut wake: Vec<&Linked> = Vec::new();
-        if linked.lists_dependencies {
+        if linked.lists_dependencies && upstream {
             wake.extend(self.dependencies());
         }
         if linked.placement == PlacementSource::Dependents {

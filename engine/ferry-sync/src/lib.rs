@@ -768,8 +768,9 @@ async fn follow(
             .iter()
             .map(|k| (k.cluster.as_str(), k.namespace.as_str()))
             .collect();
+        let upstream = matches!(side, Side::Upstream(_));
         for (cluster, namespace) in namespaces {
-            sync.links.touched(&sync.name, cluster, namespace);
+            sync.links.touched(&sync.name, cluster, namespace, upstream);
         }
         for key in keys {
             queue.add(key);

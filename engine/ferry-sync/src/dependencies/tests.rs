@@ -182,7 +182,7 @@ fn a_change_wakes_the_other_side_of_the_dependency_in_the_same_namespace() {
         &shard,
         &[("lc-a", "demo", "app-config"), ("lc-b", "demo", "z")],
     );
-    links.touched("services", "lc-a", "demo");
+    links.touched("services", "lc-a", "demo", true);
     assert_eq!(
         (
             ready(&links, "deployments.apps"),
@@ -190,10 +190,14 @@ fn a_change_wakes_the_other_side_of_the_dependency_in_the_same_namespace() {
         ),
         (0, 0)
     );
-    links.touched("deployments.apps", "lc-a", "demo");
+    // A Deployment's copy changed (its status): no reference can have changed.
+    links.touched("deployments.apps", "lc-a", "demo", false);
+    assert_eq!(ready(&links, "configmaps"), 0);
+    links.touched("deployments.apps", "lc-a", "demo", true);
     assert_eq!(ready(&links, "configmaps"), 1);
     assert_eq!(ready(&links, "deployments.apps"), 0);
-    links.touched("configmaps", "lc-a", "demo");
+    // A ConfigMap's copy arrived on a target: the Deployments waiting for it look again.
+    links.touched("configmaps", "lc-a", "demo", false);
     assert_eq!(ready(&links, "deployments.apps"), 2);
 }
 
