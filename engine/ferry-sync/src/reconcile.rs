@@ -977,7 +977,8 @@ impl ResourceSync {
             self.events.clear(&channel, key);
         } else if let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster) {
             let message = format!(
-                "references {} that do not exist: not synced until they do",
+                "references {} that Ferry cannot see (they do not exist, or this workspace's \
+                 binding does not accept the export's claim on them): synced without them",
                 plan.missing.join(", ")
             );
             tracing::info!(missing = %plan.missing.join(", "), "dependencies missing");
