@@ -995,20 +995,9 @@ impl ResourceSync {
                 )
                 .await;
         }
-        let pointer = format!(
-            "/metadata/annotations/{}",
-            MISSING_DEPENDENCIES.replace('~', "~0").replace('/', "~1")
-        );
-        let change = match &plan.missing_annotation {
-            MissingPlan::Keep => return Ok(()),
-            MissingPlan::Set(value) if upstream.object.metadata.annotations.is_none() => {
-                json!({ "op": "add", "path": "/metadata/annotations", "value": { MISSING_DEPENDENCIES: value } })
-            }
-            MissingPlan::Set(value) => json!({ "op": "add", "path": pointer, "value": value }),
-            MissingPlan::Remove => json!({ "op": "remove", "path": pointer }),
+        let Some(patch) = missing_patch(&plan.missing_annotation, &upstream.object) else {
+            return Ok(());
         };
-        let uid = upstream.object.metadata.uid.clone().unwrap_or_default();
-        let patch = json!([{ "op": "test", "path": "/metadata/uid", "value": uid }, change]);
         let updated = self
             .upstream_api(key, upstream)?
             .patch(&key.name, &PatchParams::default(), &json_patch(patch)?)
@@ -1054,6 +1043,26 @@ pub fn object_span(resource: &str, key: &UpstreamKey, path: Option<&str>) -> tra
 
 /// A JSON patch from its operations (the `test` operations make writes to kcp conditional on
 /// what Ferry decided on).
+/// The JSON patch that carries out `change` of the [`MISSING_DEPENDENCIES`] annotation on
+/// `object`, pinned to its UID; `None` when there is nothing to write.
+fn missing_patch(change: &MissingPlan, object: &DynamicObject) -> Option<Value> {
+    let pointer = format!(
+        "/metadata/annotations/{}",
+        MISSING_DEPENDENCIES.replace('~', "~0").replace('/', "~1")
+    );
+    let change = match change {
+        MissingPlan::Keep => return None,
+        // JSON patch cannot add a key to a map that is not there.
+        MissingPlan::Set(value) if object.metadata.annotations.is_none() => {
+            json!({ "op": "add", "path": "/metadata/annotations", "value": { MISSING_DEPENDENCIES: value } })
+        }
+        MissingPlan::Set(value) => json!({ "op": "add", "path": pointer, "value": value }),
+        MissingPlan::Remove => json!({ "op": "remove", "path": pointer }),
+    };
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    Some(json!([{ "op": "test", "path": "/metadata/uid", "value": uid }, change]))
+}
+
 fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
     serde_json::from_value(operations)
         .map(Patch::Json)
@@ -1063,6 +1072,33 @@ fn json_patch(operations: Value) -> Result<Patch<()>, SyncError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_missing_dependencies_patch_is_pinned_to_the_uid_and_escapes_the_key() {
+        let mut object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "uid": "u-1", "annotations": {"a": "b"}},
+        }))
+        .expect("object");
+        assert_eq!(missing_patch(&MissingPlan::Keep, &object), None);
+        let set = missing_patch(&MissingPlan::Set("configmaps/x".into()), &object);
+        assert_eq!(
+            set,
+            Some(json!([
+                {"op": "test", "path": "/metadata/uid", "value": "u-1"},
+                {"op": "add", "path": "/metadata/annotations/sync.ferry.dev~1missing-dependencies", "value": "configmaps/x"},
+            ]))
+        );
+        let remove = missing_patch(&MissingPlan::Remove, &object).expect("patch");
+        assert_eq!(remove[1]["op"], "remove");
+        object.metadata.annotations = None;
+        let first =
+            missing_patch(&MissingPlan::Set("configmaps/x".into()), &object).expect("patch");
+        assert_eq!(
+            first[1],
+            json!({"op": "add", "path": "/metadata/annotations", "value": {MISSING_DEPENDENCIES: "configmaps/x"}})
+        );
+    }
 
     #[test]
     fn an_apply_body_carries_characters_yaml_refuses_as_escapes_of_the_same_string() {
