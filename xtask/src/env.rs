@@ -447,7 +447,11 @@ pub fn up() -> Result<Env> {
 /// Starts the environment with `shards` kcp shards (or reuses a healthy running one with as
 /// many) and returns where it lives.
 pub fn up_with(shards: u8) -> Result<Env> {
-    let dir = paths::env_dir();
+    up_in(paths::env_dir(), shards)
+}
+
+/// [`up_with`] in environment directory `dir`.
+pub fn up_in(dir: PathBuf, shards: u8) -> Result<Env> {
     KCP.ensure()?;
     if shards > 1 {
         shards::ensure_binaries()?;
@@ -705,8 +709,12 @@ fn print_status(dir: &Path) -> Result<()> {
 /// Stops the environment and removes its state (the data directories stay for inspection
 /// until the next `up`).
 pub fn down() -> Result<()> {
-    let dir = paths::env_dir();
-    let Some(state) = load_state(&dir) else {
+    down_in(&paths::env_dir())
+}
+
+/// [`down`] for the environment in `dir`.
+pub fn down_in(dir: &Path) -> Result<()> {
+    let Some(state) = load_state(dir) else {
         eprintln!("no environment running in {}", dir.display());
         return Ok(());
     };
@@ -715,7 +723,7 @@ pub fn down() -> Result<()> {
         state.processes.iter().filter(|p| is_ours(p)).count()
     );
     stop_processes(&state.processes);
-    std::fs::remove_file(state_path(&dir))?;
+    std::fs::remove_file(state_path(dir))?;
     eprintln!("==> stopped");
     Ok(())
 }

@@ -100,7 +100,8 @@ pub fn start(launcher: &mut Launcher<'_>) -> Result<ShardedKcp> {
         "external-logical-cluster-admin",
         &["system:kcp:external-logical-cluster-admin"],
     )?;
-    let front_proxy_client = requestheader_ca.client("front-proxy-client", "kcp-front-proxy", &[])?;
+    let front_proxy_client =
+        requestheader_ca.client("front-proxy-client", "kcp-front-proxy", &[])?;
 
     let ports = SHARDS
         .iter()
@@ -204,7 +205,10 @@ pub fn start(launcher: &mut Launcher<'_>) -> Result<ShardedKcp> {
                 "--external-logical-cluster-admin-kubeconfig={}",
                 external_logical_cluster_admin_kubeconfig.display()
             ),
-            format!("--audit-policy-file={}", write_audit_policy(&dir)?.display()),
+            format!(
+                "--audit-policy-file={}",
+                write_audit_policy(&dir)?.display()
+            ),
             format!("--audit-log-path={}", dir.join("audit.log").display()),
             "--audit-log-maxsize=200".into(),
         ];
@@ -216,10 +220,10 @@ pub fn start(launcher: &mut Launcher<'_>) -> Result<ShardedKcp> {
             args.push(format!("--cache-kubeconfig={}", cache_kubeconfig.display()));
         }
         launcher.spawn(shard.process, &KCP.bin("kcp"), &args)?;
-        launcher
-            .state
-            .endpoints
-            .push((shard.process.to_string(), format!("https://127.0.0.1:{port}")));
+        launcher.state.endpoints.push((
+            shard.process.to_string(),
+            format!("https://127.0.0.1:{port}"),
+        ));
     }
 
     let proxy_dir = env.join(FRONT_PROXY);

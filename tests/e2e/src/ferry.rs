@@ -16,7 +16,7 @@ use crate::kcp::{self, KcpAdmin, Workspace};
 use crate::{Env, eventually};
 
 /// The directory cargo builds into (from the running test executable: `<dir>/debug/deps/…`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
@@ -76,7 +76,18 @@ pub async fn tenant(
     name: &str,
     namespace: &str,
 ) -> Result<Workspace> {
-    let tenant = admin.create_workspace("root", name).await?;
+    tenant_on(admin, provider, name, namespace, None).await
+}
+
+/// [`tenant`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn tenant_on(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    shard: Option<&str>,
+) -> Result<Workspace> {
+    let tenant = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&tenant.path)?;
     let binding = kcp::example("tenant/apibinding-kubernetes.yaml")?
         .replace("path: root:platform", &format!("path: {}", provider.path));

@@ -41,12 +41,15 @@ impl Scenario {
         let provider = ferry::platform(&admin, &format!("{name}-platform-{suffix}")).await?;
         let mut workspaces = Vec::new();
         for i in 0..tenants {
+            // On a sharded kcp, tenants spread over the shards (see `Env::tenant_shard`).
+            let shard = env.tenant_shard(i)?;
             workspaces.push(
-                ferry::tenant(
+                ferry::tenant_on(
                     &admin,
                     &provider,
                     &format!("{name}-team{i}-{suffix}"),
                     "demo",
+                    shard.as_deref(),
                 )
                 .await?,
             );
