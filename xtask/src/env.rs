@@ -216,9 +216,14 @@ impl Launcher<'_> {
         save_state(self.env, &self.state)
     }
 
+    /// Fails if process `name`, which this xtask run started, has exited. By `exited`, not
+    /// `is_ours`: right after `spawn` returns, the kernel may not have set up the new
+    /// program's arguments yet (the parent resumes mid-`execve`), so `/proc/<pid>/cmdline`
+    /// can read empty for a process that is starting fine; `env restart` under load failed
+    /// that way. Its pid cannot be reused meanwhile: it stays our unreaped child.
     fn check_alive(&self, name: &str) -> Result<()> {
         if let Some(proc) = self.state.processes.iter().find(|p| p.name == name)
-            && !is_ours(proc)
+            && exited(proc.pid)
         {
             bail!(
                 "{name} exited during start-up; last lines of {}:\n{}",
@@ -875,5 +880,53 @@ fn wait_for_port(args: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpListener::bind(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts many processes and checks each at once, as `env restart` does: a process that
+    /// is starting fine must never read as exited. The process is this test binary itself
+    /// (running the ignored `sleeper` below): a binary of some size widens the window in
+    /// which the kernel has resumed the parent but not yet set up the child's arguments.
+    #[test]
+    fn a_process_just_spawned_is_alive() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ferry-xtask-alive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut launcher = Launcher {
+            env: &dir,
+            state: State::default(),
+        };
+        let exe = std::env::current_exe()?;
+        let args = ["--ignored", "--exact", "env::tests::sleeper", "--nocapture"].map(String::from);
+        let mut result = Ok(());
+        for i in 0..40 {
+            let name = format!("sleeper-{i}");
+            launcher.spawn(&name, &exe, &args)?;
+            if result.is_ok() {
+                result = launcher.check_alive(&name);
+            }
+        }
+        stop_processes(&launcher.state.processes);
+        for proc in &launcher.state.processes {
+            // Reap them: they are this test's children.
+            let mut status = 0;
+            #[allow(unsafe_code)]
+            // SAFETY: waitpid(2) on our own child with a valid out-pointer.
+            unsafe {
+                libc::waitpid(proc.pid as libc::pid_t, &mut status, 0);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    /// What `a_process_just_spawned_is_alive` starts: a process that lives long enough.
+    #[test]
+    #[ignore = "started by a_process_just_spawned_is_alive"]
+    fn sleeper() {
+        std::thread::sleep(Duration::from_secs(30));
     }
 }
