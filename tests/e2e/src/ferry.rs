@@ -57,7 +57,12 @@ pub fn deployments() -> ApiResource {
 
 /// A provider workspace exporting Deployments and Services (the examples' export).
 pub async fn platform(admin: &KcpAdmin, name: &str) -> Result<Workspace> {
-    let provider = admin.create_workspace("root", name).await?;
+    platform_on(admin, name, None).await
+}
+
+/// [`platform`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn platform_on(admin: &KcpAdmin, name: &str, shard: Option<&str>) -> Result<Workspace> {
+    let provider = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&provider.path)?;
     for file in [
         "provider/apiresourceschema-deployments.apps.yaml",

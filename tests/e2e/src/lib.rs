@@ -83,6 +83,14 @@ impl Env {
             .collect())
     }
 
+    /// The shard a scenario's provider workspace is placed on: none on a single shard, else
+    /// the root shard (kcp would pick one at random), so that the tests that stop `shard-1`
+    /// know the export and its endpoint slice stay reachable.
+    pub fn provider_shard(&self) -> Result<Option<String>> {
+        let shards = self.shards()?;
+        Ok((shards.len() > 1).then(|| shards[0].clone()))
+    }
+
     /// The shard a scenario's tenant `i` is placed on: none on a single shard (kcp's
     /// default), else round robin starting with the second shard, so that a scenario with
     /// one tenant puts it on another shard than its provider workspace (on root) and one with

@@ -38,7 +38,12 @@ impl Scenario {
     ) -> Result<Scenario> {
         let admin = KcpAdmin::new(env).await?;
         let suffix = crate::unique_suffix();
-        let provider = ferry::platform(&admin, &format!("{name}-platform-{suffix}")).await?;
+        let provider = ferry::platform_on(
+            &admin,
+            &format!("{name}-platform-{suffix}"),
+            env.provider_shard()?.as_deref(),
+        )
+        .await?;
         let mut workspaces = Vec::new();
         for i in 0..tenants {
             // On a sharded kcp, tenants spread over the shards (see `Env::tenant_shard`).

@@ -76,6 +76,17 @@ async fn shard_url(env: &Env, shard: &str) -> Result<String> {
         .to_string())
 }
 
+/// The number before `what` in `ferry check`'s summary line (`… 0 orphaned, …`).
+fn summary_count(report: &str, what: &str) -> Option<usize> {
+    let line = report.lines().rev().find(|l| l.contains(" objects: "))?;
+    let before = &line[..line.find(&format!(" {what}"))?];
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// UID of every copy of tenant `i`'s Deployments, by (cluster, name).
 async fn copy_uids(s: &Scenario, i: usize) -> Result<BTreeMap<(String, String), String>> {
     let mut uids = BTreeMap::new();
@@ -124,7 +135,13 @@ async fn tenants_on_both_shards_sync_through_one_ferry() -> Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
     let mut s = Scenario::start(&env, "two-shards", 2, FerryOptions::default()).await?;
     let result = async {
-        // The harness placed tenant 0 on shard-1 and tenant 1 on root (kcp honoured it).
+        // The harness placed the provider on root, tenant 0 on shard-1 and tenant 1 on root
+        // (kcp honoured it).
+        let provider = env.shard_holding(&s.provider.logical_cluster).await?;
+        ensure!(
+            provider == "root",
+            "the provider is on {provider}, not root"
+        );
         for i in 0..2 {
             let expected = env.tenant_shard(i)?.context("a sharded environment")?;
             let actual = env.shard_holding(&s.tenants[i].logical_cluster).await?;
@@ -445,11 +462,32 @@ async fn the_slice_losing_and_regaining_a_url_never_deletes_a_live_objects_copie
         })
         .await?;
         // Ferry no longer sees shard-1's objects, but their copies stay: an object it cannot
-        // see is not proven deleted. `ferry check` counts them as kept.
+        // see is not proven deleted. Every copy is looked at again meanwhile: one is changed
+        // on its cluster (an event for it) and Ferry restarts (it plans every copy it lists).
+        let drifted = s.copies(0, "cluster-1").await?;
+        drifted
+            .patch(
+                "web-0",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"drift": "1"}}})),
+            )
+            .await?;
+        s.ferry.restart()?;
+        eventually("the restarted Ferry to be ready", CONVERGE, || async {
+            Ok((s.ferry.get("/readyz").await.ok().map(|r| r.0) == Some(200)).then_some(()))
+        })
+        .await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         same_copies(&s, 0, &before).await?;
+        // `ferry check` counts them as kept, not as orphans.
         let (_, report) = s.ferry.check()?;
         eprintln!("ferry check while shard-1 is out of the slice:\n{report}");
+        // (It counts objects: shard-1's three, each with a copy on both clusters.)
+        ensure!(
+            summary_count(&report, "orphaned") == Some(0)
+                && summary_count(&report, "kept out of sight") == Some(3),
+            "ferry check does not report shard-1's 3 objects' copies as kept:\n{report}"
+        );
         // The root tenant is unaffected meanwhile.
         s.apply_deployment(1, "during", 1, &[]).await?;
         s.wait_on_all(1, "during", true).await?;
