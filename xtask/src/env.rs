@@ -490,8 +490,12 @@ pub fn up_in(dir: PathBuf, shards: u8) -> Result<Env> {
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
     eprintln!(
-        "==> starting kcp ({shards} shard{}) and {} target clusters in {}",
-        if shards == 1 { "" } else { "s" },
+        "==> starting kcp{} and {} target clusters in {}",
+        if shards == 1 {
+            String::new()
+        } else {
+            format!(" ({shards} shards and a front-proxy)")
+        },
         CLUSTERS.len(),
         dir.display()
     );

@@ -29,7 +29,7 @@ use crate::env::{Launcher, free_port, kubectl, wait_until, write_audit_policy};
 use crate::gobuild::{KCP, KCP_FRONT_PROXY};
 use crate::pki::{self, CertFiles};
 
-/// The shards, root first: (kcp shard name, process name, data directory in the environment).
+/// The shards, root first.
 /// The root shard keeps the single-shard environment's process name and directory (`kcp`), so
 /// `env restart kcp` and the logs are where they always were.
 pub const SHARDS: [Shard; 2] = [
@@ -299,7 +299,7 @@ pub fn wait_ready(launcher: &mut Launcher<'_>, deadline: Instant, kcp: &ShardedK
     Ok(())
 }
 
-/// Whether one shard answers `/readyz` and serves its logical clusters.
+/// Whether one shard answers `/readyz`, asked straight (the front-proxy may not run yet).
 fn shard_ready(env: &Path, shard: &Shard) -> Result<()> {
     let kubeconfig = shard.kubeconfig(env);
     kubectl(&kubeconfig, &["get", "--raw", "/readyz"])?;
