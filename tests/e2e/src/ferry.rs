@@ -16,7 +16,7 @@ use crate::kcp::{self, KcpAdmin, Workspace};
 use crate::{Env, eventually};
 
 /// The directory cargo builds into (from the running test executable: `<dir>/debug/deps/…`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
@@ -57,7 +57,12 @@ pub fn deployments() -> ApiResource {
 
 /// A provider workspace exporting Deployments and Services (the examples' export).
 pub async fn platform(admin: &KcpAdmin, name: &str) -> Result<Workspace> {
-    let provider = admin.create_workspace("root", name).await?;
+    platform_on(admin, name, None).await
+}
+
+/// [`platform`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn platform_on(admin: &KcpAdmin, name: &str, shard: Option<&str>) -> Result<Workspace> {
+    let provider = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&provider.path)?;
     for file in [
         "provider/apiresourceschema-deployments.apps.yaml",
@@ -106,7 +111,7 @@ pub async fn tenant(
     name: &str,
     namespace: &str,
 ) -> Result<Workspace> {
-    tenant_with(admin, provider, name, namespace, Claims::AcceptAll).await
+    tenant_in(admin, provider, name, namespace, Claims::AcceptAll, None).await
 }
 
 /// [`tenant`], answering the export's permission claims as `claims` says.
@@ -117,7 +122,31 @@ pub async fn tenant_with(
     namespace: &str,
     claims: Claims,
 ) -> Result<Workspace> {
-    let tenant = admin.create_workspace("root", name).await?;
+    tenant_in(admin, provider, name, namespace, claims, None).await
+}
+
+/// [`tenant`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn tenant_on(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    shard: Option<&str>,
+) -> Result<Workspace> {
+    tenant_in(admin, provider, name, namespace, Claims::AcceptAll, shard).await
+}
+
+/// A tenant workspace on `shard` (`None`: wherever kcp schedules it) bound to `provider`'s
+/// export, answering its permission claims as `claims` says.
+pub async fn tenant_in(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    claims: Claims,
+    shard: Option<&str>,
+) -> Result<Workspace> {
+    let tenant = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&tenant.path)?;
     let binding = binding_manifest(provider, claims)?;
     kcp::apply_manifest(&client, &binding).await?;
