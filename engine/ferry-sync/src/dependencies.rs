@@ -68,6 +68,9 @@ pub struct Dependent {
     pub object: Arc<DynamicObject>,
     /// Its resource's plugin chain (its `dependencies` and `place`).
     pub plugins: Arc<dyn PluginChain>,
+    /// Targets that still hold a copy of it: its dependencies stay there until it is gone
+    /// (the reverse of the creation order).
+    pub on: BTreeSet<String>,
 }
 
 impl fmt::Debug for Dependent {
@@ -306,6 +309,10 @@ pub struct DependentsPlacement {
     pub targets: BTreeSet<String>,
     /// The dependents that reference it (`deployments.apps/web`).
     pub referenced_by: Vec<String>,
+    /// Targets outside `targets` where a dependent that references it still has a copy
+    /// (it is moving away): the dependency's copy there stays until the dependent's goes.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub leaving: BTreeSet<String>,
     /// Why copies on targets outside the union are kept: the list of dependents may be
     /// incomplete, or a dependent's hook failed with no earlier answer to go by.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -355,6 +362,7 @@ pub fn place_by_dependents(
         }
         out.referenced_by
             .push(format!("{} {}", dependent.resource, dependent.key));
+        out.leaving.extend(dependent.on.iter().cloned());
         let stamp = placement_fingerprint(&stamp, targets);
         let placed = memo.placement(&dependent.resource, &dependent.key, &stamp, || {
             dependent.plugins.place(&context, &object, targets)
@@ -372,6 +380,8 @@ pub fn place_by_dependents(
             }
         }
     }
+    let targets = out.targets.clone();
+    out.leaving.retain(|t| !targets.contains(t));
     out
 }
 
@@ -452,6 +462,12 @@ impl Links {
                     .in_namespace(&key.cluster, &key.namespace)
                     .into_iter()
                     .map(|(key, upstream)| Dependent {
+                        on: dependent
+                            .downstream
+                            .copies_of(&key)
+                            .into_iter()
+                            .map(|(at, _)| at.target)
+                            .collect(),
                         resource: dependent.name.clone(),
                         key,
                         object: upstream.object,
@@ -502,18 +518,19 @@ impl Links {
         Some(view)
     }
 
-    /// Keys of `resource` in one namespace were touched, `upstream` or on a target: wakes
-    /// the objects whose plan may change with it. A dependent's upstream change can add or
-    /// remove a reference to any dependency object of its namespace (a change of its copies,
-    /// their status every few seconds, cannot: it wakes nothing). A dependency object's
-    /// change (created, deleted, its copy arrived on a target) can release a dependent that
-    /// waits for it or clear a missing-dependency report.
-    pub fn touched(&self, resource: &str, cluster: &str, namespace: &str, upstream: bool) {
+    /// Keys of `resource` in one namespace were touched: wakes the objects whose plan may
+    /// change with it. A dependent's `structural` change (upstream, or a copy gone) can add
+    /// or remove a reference to, or release the copy on a target of, any dependency object
+    /// of its namespace; an update of its copies (their status, every few seconds) cannot,
+    /// and wakes nothing. A dependency object's change (created, deleted, its copy arrived
+    /// on a target) can release a dependent that waits for it or clear a missing-dependency
+    /// report.
+    pub fn touched(&self, resource: &str, cluster: &str, namespace: &str, structural: bool) {
         let Some(linked) = self.find(resource) else {
             return;
         };
         let mut wake: Vec<&Linked> = Vec::new();
-        if linked.lists_dependencies && upstream {
+        if linked.lists_dependencies && structural {
             wake.extend(self.dependencies());
         }
         if linked.placement == PlacementSource::Dependents {

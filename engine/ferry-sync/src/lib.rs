@@ -720,6 +720,11 @@ async fn follow(
     // Said once per stretch: the virtual workspace stopped serving the resource.
     let mut unserved = false;
     while let Some(event) = stream.next().await {
+        // Whether the event can change what depends on what, or where: every upstream
+        // event, and a copy appearing in a list or going away. A copy's update (its status,
+        // every few seconds) cannot.
+        let structural = matches!(side, Side::Upstream(_))
+            || matches!(event, Ok(Event::InitDone | Event::Delete(_)));
         let keys = match event {
             Ok(Event::Init) => {
                 buffer.clear();
@@ -768,9 +773,9 @@ async fn follow(
             .iter()
             .map(|k| (k.cluster.as_str(), k.namespace.as_str()))
             .collect();
-        let upstream = matches!(side, Side::Upstream(_));
         for (cluster, namespace) in namespaces {
-            sync.links.touched(&sync.name, cluster, namespace, upstream);
+            sync.links
+                .touched(&sync.name, cluster, namespace, structural);
         }
         for key in keys {
             queue.add(key);

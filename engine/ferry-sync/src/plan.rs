@@ -427,7 +427,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         .dependencies
         .as_ref()
         .map(|view| needs(view, object, &context, &value, plugins, cx));
-    let (chosen, held) = match &snapshot.dependents {
+    let (chosen, held, leaving) = match &snapshot.dependents {
         Some(view) => {
             let by_dependents = place_by_dependents(
                 view,
@@ -438,8 +438,9 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             );
             let held = by_dependents.held.clone();
             let chosen = by_dependents.targets.clone();
+            let leaving = by_dependents.leaving.clone();
             plan.dependents = Some(by_dependents);
-            (chosen, held)
+            (chosen, held, leaving)
         }
         None => match place(
             key,
@@ -451,7 +452,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             cx,
             needs.is_some(),
         ) {
-            Ok(chosen) => (chosen.into_iter().collect(), None),
+            Ok(chosen) => (chosen.into_iter().collect(), None, BTreeSet::new()),
             Err(error) => {
                 // Keep everything as it is: a broken plugin must not delete copies.
                 plan.placement = Placement::Failed(error);
@@ -474,6 +475,13 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             .filter(|(at, _)| at.target == name)
             .collect();
         if !chosen.contains(name) {
+            // A dependent leaving this target takes its dependencies with it, after it.
+            let held = match &held {
+                None if leaving.contains(name) => {
+                    Some("a dependent that references it still has a copy there".to_string())
+                }
+                held => held.clone(),
+            };
             plan.copies
                 .extend(here.iter().map(|(at, copy)| match &held {
                     // Proof, not absence of evidence: a dependent not seen (yet) may need it.

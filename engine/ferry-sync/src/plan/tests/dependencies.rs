@@ -119,6 +119,7 @@ fn dependent(chain: &Arc<Refs>, object: DynamicObject) -> Dependent {
         ),
         object: Arc::new(object),
         plugins: chain.clone(),
+        on: BTreeSet::new(),
     }
 }
 
@@ -256,6 +257,37 @@ fn a_dependency_no_longer_referenced_on_a_target_is_deleted_there_and_kept_where
     assert_eq!(
         actions(&plan),
         pairs(&[("c1", "delete:Unreferenced"), ("c2", "unchanged")])
+    );
+}
+
+#[test]
+fn a_dependency_leaves_a_target_only_after_the_dependent_that_moved_away_from_it() {
+    let chain = Arc::new(Refs::default());
+    // `web` moved from c1 to c2; its copy on c1 is not deleted yet.
+    let mut moving = dependent(
+        &chain,
+        dependent_object("web", 2, &["configmaps/app-config"], &["c2"]),
+    );
+    moving.on = ["c1".to_string()].into();
+    let mut snapshot = dependency_snapshot("app-config", vec![moving.clone()]);
+    snapshot.copies = vec![dependency_copy("app-config", "c1")];
+    let memo = HookMemo::default();
+    let plan_moving = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(
+        actions(&plan_moving),
+        pairs(&[("c1", "held"), ("c2", "create")])
+    );
+    // Its copy on c1 is gone: the dependency goes too.
+    moving.on = ["c2".to_string()].into();
+    snapshot.dependents = Some(DependentsView {
+        reference: (String::new(), "configmaps".into()),
+        dependents: vec![moving],
+        incomplete: None,
+    });
+    let plan_moved = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(
+        actions(&plan_moved),
+        pairs(&[("c1", "delete:Unreferenced"), ("c2", "create")])
     );
 }
 
