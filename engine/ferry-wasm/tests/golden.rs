@@ -72,3 +72,10 @@ fn passthrough_status_matches_its_golden_cases() {
 fn a_frozen_v0_1_0_plugin_matches_the_cases_recorded_before_v0_2_0() {
     run_cases_in("tests/plugins", "frozen-v0-1-0");
 }
+
+/// A v0.2.0 component through the same harness: dependencies cases, skip and failed
+/// outcomes, and the workspace labels and annotations of a case's context.
+#[test]
+fn a_v0_2_0_plugin_matches_its_golden_cases() {
+    run_cases_in("tests/plugins", "contract-v0-2-0");
+}
