@@ -50,6 +50,8 @@ enum HookArg {
     Place,
     Transform,
     AggregateStatus,
+    /// Contract v0.2.0 only.
+    Dependencies,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,6 +87,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         HookArg::Place => Hook::Place,
         HookArg::Transform => Hook::Transform,
         HookArg::AggregateStatus => Hook::AggregateStatus,
+        HookArg::Dependencies => Hook::Dependencies,
     };
 
     let mut limits = Limits::default();
@@ -132,6 +135,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .transform(&input.context, &input.object, target)
                 .map(|o| o.unwrap_or(Value::Null))
         }
+        Hook::Dependencies => plugin
+            .dependencies(&input.context, &input.object)
+            .map(|refs| serde_json::to_value(refs).unwrap_or(Value::Null)),
         _ => plugin
             .aggregate_status(&input.context, &input.object, &input.downstream)
             .map(|o| o.unwrap_or(Value::Null)),
