@@ -246,7 +246,10 @@ pub fn dependencies(refs: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, OutputError>
             reason,
         };
         if !r.group.is_empty() && !is_dns_subdomain(&r.group) {
-            return Err(invalid(format!("group {:?} is not a DNS subdomain", r.group)));
+            return Err(invalid(format!(
+                "group {:?} is not a DNS subdomain",
+                r.group
+            )));
         }
         if !is_dns_label(&r.resource) {
             return Err(invalid(format!(
@@ -366,7 +369,10 @@ mod tests {
         .expect("valid");
         assert_eq!(
             merged,
-            vec![dep("configmaps", "settings", true), dep("secrets", "db", false)]
+            vec![
+                dep("configmaps", "settings", true),
+                dep("secrets", "db", false)
+            ]
         );
     }
 
@@ -387,7 +393,10 @@ mod tests {
                 optional: false,
             };
             assert!(
-                matches!(dependencies(vec![r]), Err(OutputError::InvalidReference { .. })),
+                matches!(
+                    dependencies(vec![r]),
+                    Err(OutputError::InvalidReference { .. })
+                ),
                 "{group}/{resource}/{name} was accepted"
             );
         }

@@ -31,7 +31,11 @@ pub(crate) struct Shape {
 
 /// The contract version and hooks of a component, refused when it speaks a version this
 /// runtime has no bindings for, several versions at once, or exports no hook at all.
-pub(crate) fn shape(plugin: &str, component: &Component, engine: &Engine) -> Result<Shape, LoadError> {
+pub(crate) fn shape(
+    plugin: &str,
+    component: &Component,
+    engine: &Engine,
+) -> Result<Shape, LoadError> {
     let ty = component.component_type();
     let mut hooks = BTreeSet::new();
     let mut contract: Option<(&'static Contract, String)> = None;
@@ -43,11 +47,12 @@ pub(crate) fn shape(plugin: &str, component: &Component, engine: &Engine) -> Res
         let Some((interface, version)) = ferry_interface(name) else {
             continue;
         };
-        let found = versions::contract(version).ok_or_else(|| LoadError::UnsupportedWitVersion {
-            plugin: plugin.to_owned(),
-            found: name.to_owned(),
-            supported: supported(),
-        })?;
+        let found =
+            versions::contract(version).ok_or_else(|| LoadError::UnsupportedWitVersion {
+                plugin: plugin.to_owned(),
+                found: name.to_owned(),
+                supported: supported(),
+            })?;
         match &contract {
             Some((first, first_name)) if first.version != found.version => {
                 return Err(LoadError::MixedWitVersions {

@@ -31,9 +31,9 @@ mod log;
 mod plugin;
 mod reuse;
 mod runtime;
-mod versions;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod versions;
 
 pub use config::{CallObserver, CallReport, Limits, PluginOptions, RuntimeConfig};
 pub use error::{CallError, ErrorKind, LoadError};

@@ -58,15 +58,27 @@ fn transform_answers_apply_skip_and_failed_per_target_in_the_order_given() {
     let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["cluster-3", "cluster-2", "cluster-1"]);
     match &results[0].1 {
-        Err(CallError::Plugin { hook: Hook::Transform, source, .. }) => {
+        Err(CallError::Plugin {
+            hook: Hook::Transform,
+            source,
+            ..
+        }) => {
             assert_eq!(source.message, "target cluster-3 refuses this object");
         }
         other => panic!("cluster-3: {other:?}"),
     }
     assert!(matches!(results[1].1, Ok(None)), "{:?}", results[1].1);
-    let applied = results[2].1.as_ref().expect("cluster-1 applies").as_ref().expect("an object");
+    let applied = results[2]
+        .1
+        .as_ref()
+        .expect("cluster-1 applies")
+        .as_ref()
+        .expect("an object");
     assert_eq!(applied["metadata"]["namespace"], "ferry-1a2b3c4d");
-    assert_eq!(applied["metadata"]["labels"]["sync.ferry.dev/managed-by"], "ferry");
+    assert_eq!(
+        applied["metadata"]["labels"]["sync.ferry.dev/managed-by"],
+        "ferry"
+    );
 }
 
 #[test]
@@ -75,31 +87,50 @@ fn one_v0_2_0_call_answers_every_target_where_v0_1_0_takes_one_call_per_target()
     let calls = Arc::new(Mutex::new(Vec::new()));
     let observe = |calls: &Arc<Mutex<Vec<Option<ErrorKind>>>>| {
         let calls = Arc::clone(calls);
-        move |r: &ferry_wasm::CallReport<'_>| calls.lock().unwrap().push(r.error)
+        move |r: &ferry_wasm::CallReport<'_>| calls.lock().expect("observer lock").push(r.error)
     };
     let three = [Target::new("a"), Target::new("b"), Target::new("c")];
 
     let v2 = runtime
-        .load_file(component(FIXTURE), PluginOptions::default().observer(observe(&calls)))
-        .unwrap();
-    let results = v2.transform_all(&context(), &deployment(), &three).unwrap();
+        .load_file(
+            component(FIXTURE),
+            PluginOptions::default().observer(observe(&calls)),
+        )
+        .expect("succeeds");
+    let results = v2
+        .transform_all(&context(), &deployment(), &three)
+        .expect("succeeds");
     assert!(results.iter().all(|(_, r)| matches!(r, Ok(Some(_)))));
-    assert_eq!(calls.lock().unwrap().len(), 1, "one instance for three targets");
+    assert_eq!(
+        calls.lock().expect("observer lock").len(),
+        1,
+        "one instance for three targets"
+    );
 
-    calls.lock().unwrap().clear();
+    calls.lock().expect("observer lock").clear();
     let v1 = runtime
         .load_file(
             component("frozen-v0-1-0"),
             PluginOptions::default().observer(observe(&calls)),
         )
-        .unwrap();
-    let results = v1.transform_all(&context(), &deployment(), &three).unwrap();
+        .expect("succeeds");
+    let results = v1
+        .transform_all(&context(), &deployment(), &three)
+        .expect("succeeds");
     assert!(results.iter().all(|(_, r)| matches!(r, Ok(Some(_)))));
-    assert_eq!(calls.lock().unwrap().len(), 3, "v0.1.0: a fresh instance per target");
+    assert_eq!(
+        calls.lock().expect("observer lock").len(),
+        3,
+        "v0.1.0: a fresh instance per target"
+    );
 
     // Both contract versions produce the same object from the same logic.
-    let one = v1.transform(&context(), &deployment(), &three[0]).unwrap();
-    let two = v2.transform(&context(), &deployment(), &three[0]).unwrap();
+    let one = v1
+        .transform(&context(), &deployment(), &three[0])
+        .expect("succeeds");
+    let two = v2
+        .transform(&context(), &deployment(), &three[0])
+        .expect("succeeds");
     assert_eq!(one, two);
 }
 
@@ -111,13 +142,17 @@ fn a_target_that_fails_alone_is_reported_to_the_observer() {
     let plugin = runtime
         .load_file(
             component(FIXTURE),
-            PluginOptions::default().observer(move |r| sink.lock().unwrap().push(r.error)),
+            PluginOptions::default()
+                .observer(move |r| sink.lock().expect("observer lock").push(r.error)),
         )
-        .unwrap();
+        .expect("succeeds");
     plugin
         .transform_all(&context(), &deployment(), &mixed_targets())
-        .unwrap();
-    assert_eq!(*seen.lock().unwrap(), [Some(ErrorKind::InvalidInput)]);
+        .expect("succeeds");
+    assert_eq!(
+        *seen.lock().expect("observer lock"),
+        [Some(ErrorKind::InvalidInput)]
+    );
 }
 
 #[test]
@@ -125,7 +160,9 @@ fn the_plugin_sees_the_workspace_path_labels_and_annotations() {
     let runtime = runtime();
     let plugin = load_with(&runtime, json!({"echoWorkspace": true}), Limits::default());
     let mut context = context();
-    context.workspace_labels.insert("region".into(), "eu".into());
+    context
+        .workspace_labels
+        .insert("region".into(), "eu".into());
     context.workspace_labels.insert("env".into(), "prod".into());
     context
         .workspace_annotations
@@ -133,14 +170,14 @@ fn the_plugin_sees_the_workspace_path_labels_and_annotations() {
 
     let out = plugin
         .transform(&context, &deployment(), &targets()[0])
-        .unwrap()
-        .unwrap();
+        .expect("succeeds")
+        .expect("succeeds");
     let echoed: Value = serde_json::from_str(
         out["metadata"]["annotations"]["ferry.test/workspace"]
             .as_str()
             .expect("echoed"),
     )
-    .unwrap();
+    .expect("succeeds");
     assert_eq!(
         echoed,
         json!({
@@ -167,7 +204,7 @@ fn dependencies_are_merged_sorted_and_optional_only_if_every_mention_is() {
         {"name": "Y", "valueFrom": {"secretKeyRef": {"name": "tls", "key": "y", "optional": true}}},
     ]);
 
-    let refs = plugin.dependencies(&context(), &object).unwrap();
+    let refs = plugin.dependencies(&context(), &object).expect("succeeds");
 
     let core = |resource: &str, name: &str, optional: bool| ObjectRef {
         group: String::new(),
@@ -211,7 +248,9 @@ fn an_outcome_for_a_target_not_given_is_invalid_output() {
         &deployment(),
         &targets(),
     );
-    assert!(matches!(invalid_output(&result), OutputError::UnknownOutcomeTarget(t) if t == "no-such-cluster"));
+    assert!(
+        matches!(invalid_output(&result), OutputError::UnknownOutcomeTarget(t) if t == "no-such-cluster")
+    );
 }
 
 #[test]
@@ -222,7 +261,9 @@ fn two_outcomes_for_one_target_are_invalid_output() {
         &deployment(),
         &targets(),
     );
-    assert!(matches!(invalid_output(&result), OutputError::DuplicateOutcomeTarget(t) if t == "cluster-1"));
+    assert!(
+        matches!(invalid_output(&result), OutputError::DuplicateOutcomeTarget(t) if t == "cluster-1")
+    );
 }
 
 #[test]
@@ -242,14 +283,18 @@ fn an_applied_object_that_is_not_json_fails_its_target_only() {
     let results = misbehaving(&runtime, "not-json")
         .transform_all(&context(), &deployment(), &targets())
         .expect("the call itself succeeds");
-    assert!(matches!(invalid_output(&results[0].1), OutputError::NotJson(_)));
+    assert!(matches!(
+        invalid_output(&results[0].1),
+        OutputError::NotJson(_)
+    ));
     assert!(matches!(results[1].1, Ok(Some(_))), "{:?}", results[1].1);
 }
 
 #[test]
 fn a_plugin_error_of_the_whole_transform_fails_every_target() {
     let runtime = runtime();
-    let result = misbehaving(&runtime, "error").transform_all(&context(), &deployment(), &targets());
+    let result =
+        misbehaving(&runtime, "error").transform_all(&context(), &deployment(), &targets());
     assert!(
         matches!(&result, Err(CallError::Plugin { hook: Hook::Transform, source, .. }) if source.message == "asked to fail"),
         "{result:?}"
@@ -262,7 +307,10 @@ fn a_reference_that_cannot_name_an_object_is_invalid_output() {
     for mode in ["invalid-name", "empty-resource"] {
         let result = misbehaving(&runtime, mode).dependencies(&context(), &deployment());
         assert!(
-            matches!(invalid_output(&result), OutputError::InvalidReference { .. }),
+            matches!(
+                invalid_output(&result),
+                OutputError::InvalidReference { .. }
+            ),
             "{mode}"
         );
     }
@@ -281,12 +329,21 @@ fn the_deadline_stops_a_looping_transform_and_dependencies_call() {
     );
     let started = Instant::now();
     let result = plugin.transform_all(&context(), &deployment(), &targets());
-    assert_eq!(result.err().map(|e| e.kind()), Some(ErrorKind::DeadlineExceeded));
+    assert_eq!(
+        result.err().map(|e| e.kind()),
+        Some(ErrorKind::DeadlineExceeded)
+    );
     assert!(started.elapsed() >= deadline);
 
     let result = plugin.dependencies(&context(), &deployment());
     assert!(
-        matches!(result, Err(CallError::DeadlineExceeded { hook: Hook::Dependencies, .. })),
+        matches!(
+            result,
+            Err(CallError::DeadlineExceeded {
+                hook: Hook::Dependencies,
+                ..
+            })
+        ),
         "{result:?}"
     );
 }
@@ -314,7 +371,13 @@ fn a_trap_in_a_v0_2_0_transform_is_a_trap_of_the_whole_call() {
     let runtime = runtime();
     let result = misbehaving(&runtime, "trap").transform_all(&context(), &deployment(), &targets());
     assert!(
-        matches!(result, Err(CallError::Trap { hook: Hook::Transform, .. })),
+        matches!(
+            result,
+            Err(CallError::Trap {
+                hook: Hook::Transform,
+                ..
+            })
+        ),
         "{result:?}"
     );
 }

@@ -156,14 +156,20 @@ mod tests {
         let failing = chain(&runtime, json!({"misbehave": "error"}));
         let results = failing.transform_all(&context(), &object(), &targets);
         assert_eq!(results.len(), 3);
-        assert!(results.iter().all(|r| matches!(r, Err(e) if e.hook == Hook::Transform)));
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(e) if e.hook == Hook::Transform))
+        );
     }
 
     #[test]
     fn dependencies_come_from_the_dependencies_plugin_or_are_none() {
         let runtime = Runtime::new(RuntimeConfig::default().max_instances(4)).expect("runtime");
         let mut chain = chain(&runtime, Value::Null);
-        let refs = chain.dependencies(&context(), &object()).expect("dependencies");
+        let refs = chain
+            .dependencies(&context(), &object())
+            .expect("dependencies");
         assert_eq!(refs.len(), 1, "{refs:?}");
         assert_eq!(refs[0].resource, "serviceaccounts");
         chain.dependencies = None;

@@ -2,7 +2,9 @@
 //! the host types. v0.1.0 transforms one target per call and knows no dependencies and no
 //! workspace labels; the host adapts it here and in `Plugin::transform_all`.
 
-use ferry_core::{Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target};
+use ferry_core::{
+    Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target,
+};
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 
@@ -72,8 +74,13 @@ impl Guest for Exports {
         instance: &Instance,
         config: &str,
     ) -> HookResult<()> {
-        let indices = self.config.as_ref().ok_or_else(|| not_exported(Hook::Configure))?;
-        let result = indices.load(&mut *store, instance)?.call_configure(&mut *store, config)?;
+        let indices = self
+            .config
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Configure))?;
+        let result = indices
+            .load(&mut *store, instance)?
+            .call_configure(&mut *store, config)?;
         Ok(result.map_err(from_wit_error))
     }
 
@@ -85,7 +92,10 @@ impl Guest for Exports {
         object: &str,
         targets: &[Target],
     ) -> HookResult<Vec<String>> {
-        let indices = self.placement.as_ref().ok_or_else(|| not_exported(Hook::Place))?;
+        let indices = self
+            .placement
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Place))?;
         let targets: Vec<_> = targets.iter().map(to_wit_target).collect();
         let result = indices.load(&mut *store, instance)?.call_place(
             &mut *store,
@@ -104,18 +114,25 @@ impl Guest for Exports {
         object: &str,
         targets: &[Target],
     ) -> HookResult<Vec<(String, RawOutcome)>> {
-        let indices = self.transform.as_ref().ok_or_else(|| not_exported(Hook::Transform))?;
+        let indices = self
+            .transform
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Transform))?;
         let guest = indices.load(&mut *store, instance)?;
         let context = to_wit_context(context);
         let mut outcomes = Vec::with_capacity(targets.len());
         for target in targets {
-            let outcome =
-                match guest.call_transform(&mut *store, &context, object, &to_wit_target(target))? {
-                    Ok(Some(json)) => RawOutcome::Apply(json),
-                    Ok(None) => RawOutcome::Skip,
-                    // An error of a one-target call is the call's error, as it always was.
-                    Err(e) => return Ok(Err(from_wit_error(e))),
-                };
+            let outcome = match guest.call_transform(
+                &mut *store,
+                &context,
+                object,
+                &to_wit_target(target),
+            )? {
+                Ok(Some(json)) => RawOutcome::Apply(json),
+                Ok(None) => RawOutcome::Skip,
+                // An error of a one-target call is the call's error, as it always was.
+                Err(e) => return Ok(Err(from_wit_error(e))),
+            };
             outcomes.push((target.name.clone(), outcome));
         }
         Ok(Ok(outcomes))
@@ -129,7 +146,10 @@ impl Guest for Exports {
         object: &str,
         downstream: &[Downstream],
     ) -> HookResult<Option<String>> {
-        let indices = self.status.as_ref().ok_or_else(|| not_exported(Hook::AggregateStatus))?;
+        let indices = self
+            .status
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::AggregateStatus))?;
         let downstream: Vec<_> = downstream
             .iter()
             .map(|d| types::Downstream {

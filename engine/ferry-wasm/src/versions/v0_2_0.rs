@@ -2,7 +2,9 @@
 //! New against v0.1.0: the workspace record in the context, `transform` answering every
 //! target in one call, and the `dependencies` hook.
 
-use ferry_core::{Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target};
+use ferry_core::{
+    Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target,
+};
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 
@@ -74,8 +76,13 @@ impl Guest for Exports {
         instance: &Instance,
         config: &str,
     ) -> HookResult<()> {
-        let indices = self.config.as_ref().ok_or_else(|| not_exported(Hook::Configure))?;
-        let result = indices.load(&mut *store, instance)?.call_configure(&mut *store, config)?;
+        let indices = self
+            .config
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Configure))?;
+        let result = indices
+            .load(&mut *store, instance)?
+            .call_configure(&mut *store, config)?;
         Ok(result.map_err(from_wit_error))
     }
 
@@ -87,7 +94,10 @@ impl Guest for Exports {
         object: &str,
         targets: &[Target],
     ) -> HookResult<Vec<String>> {
-        let indices = self.placement.as_ref().ok_or_else(|| not_exported(Hook::Place))?;
+        let indices = self
+            .placement
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Place))?;
         let targets: Vec<_> = targets.iter().map(to_wit_target).collect();
         let result = indices.load(&mut *store, instance)?.call_place(
             &mut *store,
@@ -106,7 +116,10 @@ impl Guest for Exports {
         object: &str,
         targets: &[Target],
     ) -> HookResult<Vec<(String, RawOutcome)>> {
-        let indices = self.transform.as_ref().ok_or_else(|| not_exported(Hook::Transform))?;
+        let indices = self
+            .transform
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::Transform))?;
         let targets: Vec<_> = targets.iter().map(to_wit_target).collect();
         let result = indices.load(&mut *store, instance)?.call_transform(
             &mut *store,
@@ -137,7 +150,10 @@ impl Guest for Exports {
         object: &str,
         downstream: &[Downstream],
     ) -> HookResult<Option<String>> {
-        let indices = self.status.as_ref().ok_or_else(|| not_exported(Hook::AggregateStatus))?;
+        let indices = self
+            .status
+            .as_ref()
+            .ok_or_else(|| not_exported(Hook::AggregateStatus))?;
         let downstream: Vec<_> = downstream
             .iter()
             .map(|d| types::Downstream {

@@ -105,7 +105,11 @@ impl config::Guest for Fixture {
 }
 
 impl placement::Guest for Fixture {
-    fn place(_: ObjectContext, _: String, targets: Vec<Target>) -> Result<Vec<String>, PluginError> {
+    fn place(
+        _: ObjectContext,
+        _: String,
+        targets: Vec<Target>,
+    ) -> Result<Vec<String>, PluginError> {
         misbehave()?;
         let wanted = config().labels;
         Ok(targets
@@ -195,7 +199,8 @@ impl transform::Guest for Fixture {
             }
             Some("not-json") => {
                 if let Some(first) = outcomes.first_mut() {
-                    first.outcome = Outcome::Apply("{\"apiVersion\": \"apps/v1\", \"kind\": ".into());
+                    first.outcome =
+                        Outcome::Apply("{\"apiVersion\": \"apps/v1\", \"kind\": ".into());
                 }
             }
             _ => {}
@@ -238,10 +243,11 @@ impl dependencies::Guest for Fixture {
         }
         let object = parse(&object)?;
         // A Pod's own spec, or the Pod template of a workload.
-        let Some(spec) = object
-            .pointer("/spec/template/spec")
-            .or_else(|| (object.get("kind") == Some(&json!("Pod"))).then(|| object.get("spec")).flatten())
-        else {
+        let Some(spec) = object.pointer("/spec/template/spec").or_else(|| {
+            (object.get("kind") == Some(&json!("Pod")))
+                .then(|| object.get("spec"))
+                .flatten()
+        }) else {
             return Ok(Vec::new());
         };
         Ok(pod_references(spec))
@@ -265,27 +271,37 @@ fn pod_references(spec: &Value) -> Vec<ObjectRef> {
     if let Some(account) = s(spec, "serviceAccountName") {
         refs.push(core_ref("serviceaccounts", &account, false));
     }
-    for secret in spec.get("imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+    for secret in spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = s(secret, "name") {
             // A missing pull secret only matters when the image needs it.
             refs.push(core_ref("secrets", &name, true));
         }
     }
-    for volume in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(cm) = volume.get("configMap") {
-            if let Some(name) = s(cm, "name") {
-                refs.push(core_ref("configmaps", &name, optional(cm)));
-            }
+    for volume in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(cm) = volume.get("configMap")
+            && let Some(name) = s(cm, "name")
+        {
+            refs.push(core_ref("configmaps", &name, optional(cm)));
         }
-        if let Some(secret) = volume.get("secret") {
-            if let Some(name) = s(secret, "secretName") {
-                refs.push(core_ref("secrets", &name, optional(secret)));
-            }
+        if let Some(secret) = volume.get("secret")
+            && let Some(name) = s(secret, "secretName")
+        {
+            refs.push(core_ref("secrets", &name, optional(secret)));
         }
-        if let Some(claim) = volume.get("persistentVolumeClaim") {
-            if let Some(name) = s(claim, "claimName") {
-                refs.push(core_ref("persistentvolumeclaims", &name, false));
-            }
+        if let Some(claim) = volume.get("persistentVolumeClaim")
+            && let Some(name) = s(claim, "claimName")
+        {
+            refs.push(core_ref("persistentvolumeclaims", &name, false));
         }
     }
     let containers = ["initContainers", "containers"]
@@ -293,22 +309,35 @@ fn pod_references(spec: &Value) -> Vec<ObjectRef> {
         .filter_map(|k| spec.get(*k).and_then(Value::as_array))
         .flatten();
     for container in containers {
-        for env in container.get("env").and_then(Value::as_array).into_iter().flatten() {
+        for env in container
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let from = env.get("valueFrom");
-            for (key, resource) in [("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")] {
-                if let Some(r) = from.and_then(|f| f.get(key)) {
-                    if let Some(name) = s(r, "name") {
-                        refs.push(core_ref(resource, &name, optional(r)));
-                    }
+            for (key, resource) in [
+                ("configMapKeyRef", "configmaps"),
+                ("secretKeyRef", "secrets"),
+            ] {
+                if let Some(r) = from.and_then(|f| f.get(key))
+                    && let Some(name) = s(r, "name")
+                {
+                    refs.push(core_ref(resource, &name, optional(r)));
                 }
             }
         }
-        for source in container.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+        for source in container
+            .get("envFrom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for (key, resource) in [("configMapRef", "configmaps"), ("secretRef", "secrets")] {
-                if let Some(r) = source.get(key) {
-                    if let Some(name) = s(r, "name") {
-                        refs.push(core_ref(resource, &name, optional(r)));
-                    }
+                if let Some(r) = source.get(key)
+                    && let Some(name) = s(r, "name")
+                {
+                    refs.push(core_ref(resource, &name, optional(r)));
                 }
             }
         }

@@ -58,7 +58,11 @@ impl config::Guest for Frozen {
 }
 
 impl placement::Guest for Frozen {
-    fn place(_: ObjectContext, _: String, targets: Vec<Target>) -> Result<Vec<String>, PluginError> {
+    fn place(
+        _: ObjectContext,
+        _: String,
+        targets: Vec<Target>,
+    ) -> Result<Vec<String>, PluginError> {
         let wanted = config().labels;
         Ok(targets
             .into_iter()
