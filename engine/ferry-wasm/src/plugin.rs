@@ -215,7 +215,11 @@ impl Plugin {
                 })?;
                 validate::outcome_targets(answered.iter().map(|(name, _)| name.as_str()), targets)
                     .map_err(|source| self.invalid_output(hook, source))?;
-                // Answers come in any order; results go in the order of `targets`.
+                // Answers come in any order; results go in the order of `targets`. A plugin
+                // usually applies the same text on every target: it is parsed and validated
+                // once (the same text against the same object and context validates the
+                // same way), and later targets get a copy of the result.
+                let mut validated: Vec<(String, Value)> = Vec::new();
                 Ok(targets
                     .iter()
                     .map(|target| {
@@ -224,7 +228,28 @@ impl Plugin {
                             .position(|(name, _)| *name == target.name)
                             .unwrap_or_default();
                         let (name, raw) = answered.swap_remove(at);
-                        (name, self.validate_outcome(context, object, raw))
+                        let result = match raw {
+                            RawOutcome::Apply(json) => {
+                                match validated.iter().find(|(text, _)| *text == json) {
+                                    Some((_, value)) => Ok(Some(value.clone())),
+                                    None => {
+                                        let result = validate::transform(
+                                            &json,
+                                            object,
+                                            context,
+                                            &self.inner.options.transform_policy,
+                                        )
+                                        .map_err(|source| self.invalid_output(hook, source));
+                                        if let Ok(value) = &result {
+                                            validated.push((json, value.clone()));
+                                        }
+                                        result.map(Some)
+                                    }
+                                }
+                            }
+                            other => self.validate_outcome(context, object, other),
+                        };
+                        (name, result)
                     })
                     .collect())
             },
