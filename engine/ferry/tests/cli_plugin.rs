@@ -638,3 +638,66 @@ fn test_runs_the_golden_cases_of_both_contract_versions() {
             .stdout(predicate::str::contains(" 0 failed"));
     }
 }
+
+#[test]
+fn run_transform_all_targets_prints_each_target_and_names_the_failed_ones() {
+    let tmp = TempDir::new().expect("tmp");
+    let input = tmp.path().join("input.yaml");
+    let object = DEPLOYMENT.replace('\n', "\n  ");
+    write(
+        &input,
+        &format!(
+            "object:\n  {object}\ntargets:\n  - {{name: cluster-1}}\n  - {{name: cluster-2, labels: {{ferry.test/outcome: skip}}}}\n"
+        ),
+    );
+    let output = ferry(tmp.path())
+        .args(["plugin", "run"])
+        .arg(component("contract-v0-2-0"))
+        .args([
+            "--hook",
+            "transform",
+            "--all-targets",
+            "--output",
+            "json",
+            "--input",
+        ])
+        .arg(&input)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out: serde_json::Value = serde_json::from_slice(&output).expect("JSON output");
+    assert_eq!(out["cluster-1"]["metadata"]["namespace"], "ferry-test");
+    assert_eq!(out["cluster-2"], serde_json::Value::Null);
+
+    write(
+        &input,
+        &format!(
+            "object:\n  {object}\ntargets:\n  - {{name: cluster-1}}\n  - {{name: cluster-3, labels: {{ferry.test/outcome: fail}}}}\n"
+        ),
+    );
+    let stderr = fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "run"])
+            .arg(component("contract-v0-2-0"))
+            .args(["--hook", "transform", "--all-targets", "--input"])
+            .arg(&input),
+        1,
+        "target cluster-3 refuses this object",
+    );
+    assert!(
+        stderr.contains("transform: 1 of 2 targets failed (cluster-3)"),
+        "{stderr}"
+    );
+
+    fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "run"])
+            .arg(component("contract-v0-2-0"))
+            .args(["--hook", "place", "--all-targets", "--input"])
+            .arg(&input),
+        2,
+        "--all-targets goes with --hook transform only",
+    );
+}
