@@ -222,9 +222,9 @@ pub struct FerryOptions {
     pub kcp_extra: String,
     /// Entries appended to `resources:` as is (each starting with `- `).
     pub extra_resources: String,
-    /// Deployments name their dependencies (`workload-dependencies`), and ConfigMaps and
-    /// Secrets are synced with `placement: dependents`.
-    pub dependencies: bool,
+    /// Deployments name their dependencies with this plugin, and ConfigMaps and Secrets
+    /// are synced with `placement: dependents`.
+    pub dependencies: Option<String>,
 }
 
 impl Default for FerryOptions {
@@ -244,7 +244,7 @@ impl Default for FerryOptions {
             leader_election: String::new(),
             kcp_extra: String::new(),
             extra_resources: String::new(),
-            dependencies: false,
+            dependencies: None,
         }
     }
 }
@@ -316,12 +316,13 @@ impl Ferry {
             election = options.leader_election,
             kcp_extra = options.kcp_extra,
             extra_resources = options.extra_resources,
-            dependencies = if options.dependencies {
-                "  dependencies: {plugin: workload-dependencies}\n\
-                 - {resource: configmaps, placement: dependents, transform: {plugin: default-transform}}\n\
-                 - {resource: secrets, placement: dependents, transform: {plugin: default-transform}}\n"
-            } else {
-                ""
+            dependencies = match &options.dependencies {
+                Some(plugin) => format!(
+                    "  dependencies: {{plugin: {plugin}}}\n\
+                     - {{resource: configmaps, placement: dependents, transform: {{plugin: default-transform}}}}\n\
+                     - {{resource: secrets, placement: dependents, transform: {{plugin: default-transform}}}}\n"
+                ),
+                None => String::new(),
             },
         );
         text.push_str(&options.extra_config);

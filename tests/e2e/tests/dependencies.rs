@@ -122,8 +122,19 @@ async fn config_maps_and_secrets_follow_the_deployments_that_reference_them() ->
     let Some(env) = Env::get()? else {
         return Ok(());
     };
+    // The first-party plugin once it is built; until then the v0.2.0 contract fixture,
+    // whose `dependencies` hook reads the same Pod template fields.
+    let plugin = ["workload-dependencies", "contract-v0-2-0"]
+        .into_iter()
+        .find(|p| {
+            ferry_e2e::ferry::plugin_dir()
+                .join(format!("{p}.wasm"))
+                .is_file()
+        })
+        .context("no dependencies plugin: run `cargo xtask plugins`")?;
+    eprintln!("dependencies plugin: {plugin}");
     let options = FerryOptions {
-        dependencies: true,
+        dependencies: Some(plugin.into()),
         ..FerryOptions::default()
     };
     let mut s = Scenario::start(&env, "dependencies", 1, options).await?;
