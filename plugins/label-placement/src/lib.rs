@@ -107,7 +107,10 @@ fn choose(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let identity = format!("{}/{}/{}", context.logical_cluster, context.namespace, name);
+    let identity = format!(
+        "{}/{}/{}",
+        context.workspace.logical_cluster, context.namespace, name
+    );
     // Sort by weight, ties (practically impossible) by name so the order is total.
     candidates.sort_by(|a, b| {
         weight(&identity, &b.name)
