@@ -52,6 +52,17 @@ impl Error {
         self.kind == Kind::Unsupported
     }
 
+    /// The WIT name of the error's case (`invalid-config`, `invalid-input`, `unsupported`,
+    /// `failed`), as golden cases' `error.yaml` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self.kind {
+            Kind::InvalidConfig => "invalid-config",
+            Kind::InvalidInput => "invalid-input",
+            Kind::Unsupported => "unsupported",
+            Kind::Failed => "failed",
+        }
+    }
+
     /// The message shown to the user.
     pub fn message(&self) -> &str {
         &self.message
