@@ -40,72 +40,34 @@ const CONTAINER_LISTS: &[&str] = &["initContainers", "containers", "ephemeralCon
 /// object mentioned several times is optional only if every mention is: one required mention
 /// is enough for the pod to fail without it.
 pub fn of(pod: &Value, kinds: Kinds) -> Vec<ObjectRef> {
-    let mut found = Found::default();
+    let mut found = Found::new(kinds);
     for volume in items(pod, "volumes") {
-        if kinds.config_maps {
-            if let Some(source) = volume.get("configMap") {
-                found.add(CONFIG_MAPS, source, "name");
-            }
-        }
-        if kinds.secrets {
-            if let Some(source) = volume.get("secret") {
-                found.add(SECRETS, source, "secretName");
-            }
-        }
+        found.source(CONFIG_MAPS, volume.get("configMap"), "name");
+        found.source(SECRETS, volume.get("secret"), "secretName");
         for projection in volume
             .get("projected")
-            .map(|p| items(p, "sources"))
             .into_iter()
-            .flatten()
+            .flat_map(|p| items(p, "sources"))
         {
-            if kinds.config_maps {
-                if let Some(source) = projection.get("configMap") {
-                    found.add(CONFIG_MAPS, source, "name");
-                }
-            }
-            if kinds.secrets {
-                if let Some(source) = projection.get("secret") {
-                    found.add(SECRETS, source, "name");
-                }
-            }
+            found.source(CONFIG_MAPS, projection.get("configMap"), "name");
+            found.source(SECRETS, projection.get("secret"), "name");
         }
     }
-    for list in CONTAINER_LISTS {
-        for container in items(pod, list) {
-            for from in items(container, "envFrom") {
-                if kinds.config_maps {
-                    if let Some(source) = from.get("configMapRef") {
-                        found.add(CONFIG_MAPS, source, "name");
-                    }
-                }
-                if kinds.secrets {
-                    if let Some(source) = from.get("secretRef") {
-                        found.add(SECRETS, source, "name");
-                    }
-                }
-            }
-            for var in items(container, "env") {
-                let Some(value_from) = var.get("valueFrom") else {
-                    continue;
-                };
-                if kinds.config_maps {
-                    if let Some(source) = value_from.get("configMapKeyRef") {
-                        found.add(CONFIG_MAPS, source, "name");
-                    }
-                }
-                if kinds.secrets {
-                    if let Some(source) = value_from.get("secretKeyRef") {
-                        found.add(SECRETS, source, "name");
-                    }
-                }
-            }
+    for container in CONTAINER_LISTS.iter().flat_map(|list| items(pod, list)) {
+        for from in items(container, "envFrom") {
+            found.source(CONFIG_MAPS, from.get("configMapRef"), "name");
+            found.source(SECRETS, from.get("secretRef"), "name");
+        }
+        for value_from in items(container, "env").filter_map(|var| var.get("valueFrom")) {
+            found.source(CONFIG_MAPS, value_from.get("configMapKeyRef"), "name");
+            found.source(SECRETS, value_from.get("secretKeyRef"), "name");
         }
     }
     if kinds.image_pull_secrets {
         // Required: the kubelet starts the pod without a missing pull secret, but a private
         // image then fails to pull; better to hold the workload back until it is there.
         for secret in items(pod, "imagePullSecrets") {
-            found.add_required(SECRETS, secret.get("name"));
+            found.insert(SECRETS, secret.get("name"), false);
         }
     }
     if kinds.service_accounts {
@@ -116,7 +78,7 @@ pub fn of(pod: &Value, kinds: Kinds) -> Vec<ObjectRef> {
         // Every namespace of every cluster has its own `default` ServiceAccount, made by the
         // cluster's controllers: copying the upstream one would fight them.
         if name.and_then(Value::as_str) != Some("default") {
-            found.add_required(SERVICE_ACCOUNTS, name);
+            found.insert(SERVICE_ACCOUNTS, name, false);
         }
     }
     found.into_refs()
@@ -133,33 +95,47 @@ fn items<'a>(object: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 }
 
 /// References found so far: (resource, name) -> optional.
-#[derive(Default)]
-struct Found(BTreeMap<(&'static str, String), bool>);
+struct Found {
+    kinds: Kinds,
+    refs: BTreeMap<(&'static str, String), bool>,
+}
 
 impl Found {
-    /// A reference in `source` (a ConfigMap or Secret source or selector): its name under
-    /// `name_key`, optional when `source.optional` is true.
-    fn add(&mut self, resource: &'static str, source: &Value, name_key: &str) {
-        let optional = source.get("optional").and_then(Value::as_bool) == Some(true);
-        self.insert(resource, source.get(name_key), optional);
+    fn new(kinds: Kinds) -> Self {
+        Self {
+            kinds,
+            refs: BTreeMap::new(),
+        }
     }
 
-    fn add_required(&mut self, resource: &'static str, name: Option<&Value>) {
-        self.insert(resource, name, false);
+    /// The reference in `source` (a ConfigMap or Secret volume source, projection, env
+    /// source or key selector), if any and if that kind is reported: its name under
+    /// `name_key`, optional when `source.optional` is true.
+    fn source(&mut self, resource: &'static str, source: Option<&Value>, name_key: &str) {
+        let wanted = match resource {
+            CONFIG_MAPS => self.kinds.config_maps,
+            SECRETS => self.kinds.secrets,
+            _ => true,
+        };
+        let Some(source) = source.filter(|_| wanted) else {
+            return;
+        };
+        let optional = source.get("optional").and_then(Value::as_bool) == Some(true);
+        self.insert(resource, source.get(name_key), optional);
     }
 
     fn insert(&mut self, resource: &'static str, name: Option<&Value>, optional: bool) {
         let Some(name) = name.and_then(Value::as_str).filter(|n| !n.is_empty()) else {
             return;
         };
-        self.0
+        self.refs
             .entry((resource, name.to_owned()))
             .and_modify(|all_optional| *all_optional &= optional)
             .or_insert(optional);
     }
 
     fn into_refs(self) -> Vec<ObjectRef> {
-        self.0
+        self.refs
             .into_iter()
             .map(|((resource, name), optional)| ObjectRef {
                 group: String::new(),
