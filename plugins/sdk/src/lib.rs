@@ -280,3 +280,32 @@ macro_rules! export {
         $crate::bindings::__export_ferry_plugin!(__FerryPluginExports with_types_in $crate::bindings);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_required_unless_made_optional() {
+        let required = ObjectRef::required("", "secrets", "tls");
+        assert_eq!(
+            (required.group.as_str(), required.resource.as_str()),
+            ("", "secrets")
+        );
+        assert_eq!((required.name.as_str(), required.optional), ("tls", false));
+        assert!(ObjectRef::optional("", "secrets", "tls").optional);
+    }
+
+    #[test]
+    fn workspace_labels_and_annotations_are_looked_up_by_key() {
+        let workspace = Workspace {
+            logical_cluster: "abc".into(),
+            path: Some("root:org-eu".into()),
+            labels: vec![("region".into(), "eu".into())],
+            annotations: vec![("owner".into(), "team-a".into())],
+        };
+        assert_eq!(workspace.label("region"), Some("eu"));
+        assert_eq!(workspace.label("owner"), None);
+        assert_eq!(workspace.annotation("owner"), Some("team-a"));
+    }
+}
