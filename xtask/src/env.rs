@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::gobuild::{KCP, KUBERNETES, KWOK};
-use crate::{kwok, paths, pki};
+use crate::{kwok, paths, pki, shards};
 
 /// Names of the target clusters the environment starts.
 pub const CLUSTERS: [&str; 2] = ["cluster-1", "cluster-2"];
@@ -28,7 +28,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(clap::Subcommand)]
 pub enum Action {
     /// Build what is missing, start kcp and the clusters, wait until they are ready.
-    Up,
+    Up {
+        /// kcp shards: 1 (one `kcp start`, the default) or 2 (a root shard and `shard-1` behind
+        /// a `kcp-front-proxy`, as production kcp runs; see docs/test-environment.md).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        shards: u8,
+    },
     /// Stop everything the environment started.
     Down,
     /// Show what is running, with ports and memory.
@@ -46,7 +51,7 @@ pub enum Action {
 
 pub fn run(action: Action) -> Result<()> {
     match action {
-        Action::Up => up().map(|_| ()),
+        Action::Up { shards } => up_with(shards).map(|_| ()),
         Action::Down => down(),
         Action::Status => status(),
         Action::Restart { name, kill } => restart(&paths::env_dir(), &name, kill),
@@ -67,10 +72,19 @@ struct Proc {
 
 /// What `up` started; written to `<env>/state.json`.
 #[derive(Serialize, Deserialize, Default)]
-struct State {
+pub(crate) struct State {
     processes: Vec<Proc>,
     /// Name → API URL of each server, for status output.
-    endpoints: Vec<(String, String)>,
+    pub(crate) endpoints: Vec<(String, String)>,
+    /// kcp shards (`env up --shards`); 0 in a state written before the option existed: 1.
+    #[serde(default)]
+    shards: u8,
+}
+
+impl State {
+    fn shards(&self) -> u8 {
+        self.shards.max(1)
+    }
 }
 
 fn state_path(env: &Path) -> PathBuf {
@@ -146,7 +160,7 @@ fn stop_processes(procs: &[Proc]) {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -172,13 +186,13 @@ fn tail_file(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-struct Launcher<'a> {
-    env: &'a Path,
-    state: State,
+pub(crate) struct Launcher<'a> {
+    pub(crate) env: &'a Path,
+    pub(crate) state: State,
 }
 
 impl Launcher<'_> {
-    fn spawn(&mut self, name: &str, binary: &Path, args: &[String]) -> Result<()> {
+    pub(crate) fn spawn(&mut self, name: &str, binary: &Path, args: &[String]) -> Result<()> {
         let log = self.env.join("logs").join(format!("{name}.log"));
         std::fs::create_dir_all(log.parent().unwrap_or(self.env))?;
         let out = File::create(&log)?;
@@ -202,9 +216,14 @@ impl Launcher<'_> {
         save_state(self.env, &self.state)
     }
 
+    /// Fails if process `name`, which this xtask run started, has exited. By `exited`, not
+    /// `is_ours`: right after `spawn` returns, the kernel may not have set up the new
+    /// program's arguments yet (the parent resumes mid-`execve`), so `/proc/<pid>/cmdline`
+    /// can read empty for a process that is starting fine; `env restart` under load failed
+    /// that way. Its pid cannot be reused meanwhile: it stays our unreaped child.
     fn check_alive(&self, name: &str) -> Result<()> {
         if let Some(proc) = self.state.processes.iter().find(|p| p.name == name)
-            && !is_ours(proc)
+            && exited(proc.pid)
         {
             bail!(
                 "{name} exited during start-up; last lines of {}:\n{}",
@@ -335,7 +354,7 @@ fn start_controllers(launcher: &mut Launcher<'_>, cluster: &ClusterPlan) -> Resu
 
 /// Audit policy of every server: mutating requests only, so tests can count the writes a
 /// client (by user agent) made: a quiet engine makes none at rest.
-fn write_audit_policy(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn write_audit_policy(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("audit-policy.yaml");
     std::fs::create_dir_all(dir)?;
     std::fs::write(
@@ -424,13 +443,35 @@ fn running(dir: &Path) -> bool {
         })
 }
 
-/// Starts the environment (or reuses a healthy running one) and returns where it lives.
+/// Starts the single-shard environment (or reuses a healthy running one) and returns where it
+/// lives.
 pub fn up() -> Result<Env> {
-    let dir = paths::env_dir();
+    up_with(1)
+}
+
+/// Starts the environment with `shards` kcp shards (or reuses a healthy running one with as
+/// many) and returns where it lives.
+pub fn up_with(shards: u8) -> Result<Env> {
+    up_in(paths::env_dir(), shards)
+}
+
+/// [`up_with`] in environment directory `dir`.
+pub fn up_in(dir: PathBuf, shards: u8) -> Result<Env> {
     KCP.ensure()?;
+    if shards > 1 {
+        shards::ensure_binaries()?;
+    }
     KUBERNETES.ensure()?;
     KWOK.ensure()?;
     if running(&dir) {
+        let running_shards = load_state(&dir).map_or(1, |s| s.shards());
+        if running_shards != shards {
+            bail!(
+                "an environment with {running_shards} kcp shard(s) is running in {}; stop it with \
+                 `cargo xtask env down` before starting one with {shards}",
+                dir.display()
+            );
+        }
         eprintln!("==> environment already running in {}", dir.display());
         print_status(&dir)?;
         return Ok(Env { dir });
@@ -449,13 +490,21 @@ pub fn up() -> Result<Env> {
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
     eprintln!(
-        "==> starting kcp and {} target clusters in {}",
+        "==> starting kcp{} and {} target clusters in {}",
+        if shards == 1 {
+            String::new()
+        } else {
+            format!(" ({shards} shards and a front-proxy)")
+        },
         CLUSTERS.len(),
         dir.display()
     );
     let mut launcher = Launcher {
         env: &dir,
-        state: State::default(),
+        state: State {
+            shards,
+            ..State::default()
+        },
     };
     let result = start_all(&mut launcher);
     if let Err(err) = result {
@@ -469,8 +518,18 @@ pub fn up() -> Result<Env> {
     Ok(Env { dir })
 }
 
+/// kcp as `start_all` started it.
+enum Kcp {
+    Single(KcpPlan),
+    Sharded(shards::ShardedKcp),
+}
+
 fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
-    let kcp = start_kcp(launcher)?;
+    let kcp = if launcher.state.shards() > 1 {
+        Kcp::Sharded(shards::start(launcher)?)
+    } else {
+        Kcp::Single(start_kcp(launcher)?)
+    };
     let clusters = CLUSTERS
         .iter()
         .map(|name| start_cluster(launcher, name))
@@ -498,6 +557,13 @@ fn start_all(launcher: &mut Launcher<'_>) -> Result<()> {
         );
     }
 
+    let kcp = match kcp {
+        Kcp::Single(kcp) => kcp,
+        Kcp::Sharded(kcp) => {
+            shards::wait_ready(launcher, deadline, &kcp)?;
+            return save_state(launcher.env, &launcher.state);
+        }
+    };
     let admin = kcp.root.join("admin.kubeconfig");
     let kubeconfig = launcher.env.join("kcp.kubeconfig");
     wait_until(launcher, deadline, "kcp", || {
@@ -540,7 +606,7 @@ fn start_kwok(launcher: &mut Launcher<'_>, deadline: Instant, cluster: &ClusterP
     })
 }
 
-fn wait_until(
+pub(crate) fn wait_until(
     launcher: &Launcher<'_>,
     deadline: Instant,
     name: &str,
@@ -614,10 +680,24 @@ fn print_status(dir: &Path) -> Result<()> {
         );
     }
     println!("kubeconfigs:");
-    println!(
-        "  kcp        {}  (contexts: root, base, system:admin)",
-        dir.join("kcp.kubeconfig").display()
-    );
+    if state.shards() > 1 {
+        println!(
+            "  kcp        {}  (the front-proxy; contexts: root, base, user)",
+            dir.join("kcp.kubeconfig").display()
+        );
+        for shard in &shards::SHARDS {
+            println!(
+                "  {:<10} {}  (the shard itself as shard-admin; context: shard-base)",
+                shard.name,
+                shard.kubeconfig(dir).display()
+            );
+        }
+    } else {
+        println!(
+            "  kcp        {}  (contexts: root, base, system:admin)",
+            dir.join("kcp.kubeconfig").display()
+        );
+    }
     for c in CLUSTERS {
         println!(
             "  {c:<10} {}",
@@ -638,8 +718,12 @@ fn print_status(dir: &Path) -> Result<()> {
 /// Stops the environment and removes its state (the data directories stay for inspection
 /// until the next `up`).
 pub fn down() -> Result<()> {
-    let dir = paths::env_dir();
-    let Some(state) = load_state(&dir) else {
+    down_in(&paths::env_dir())
+}
+
+/// [`down`] for the environment in `dir`.
+pub fn down_in(dir: &Path) -> Result<()> {
+    let Some(state) = load_state(dir) else {
         eprintln!("no environment running in {}", dir.display());
         return Ok(());
     };
@@ -648,7 +732,7 @@ pub fn down() -> Result<()> {
         state.processes.iter().filter(|p| is_ours(p)).count()
     );
     stop_processes(&state.processes);
-    std::fs::remove_file(state_path(&dir))?;
+    std::fs::remove_file(state_path(dir))?;
     eprintln!("==> stopped");
     Ok(())
 }
@@ -734,9 +818,12 @@ pub fn restart(dir: &Path, name: &str, kill: bool) -> Result<()> {
         .with_context(|| format!("starting {}", old.binary.display()))?;
     state.processes[index].pid = child.id();
     save_state(dir, &state)?;
+    let sharded = state.shards() > 1;
     let launcher = Launcher { env: dir, state };
     let deadline = Instant::now() + READY_TIMEOUT;
-    if name == "kcp" {
+    if sharded && shards::wait_restarted(&launcher, deadline, name)? {
+        // Ready again; its kubeconfigs hold certificates, which a restart does not change.
+    } else if name == "kcp" {
         let admin = dir.join("kcp").join("admin.kubeconfig");
         wait_until(&launcher, deadline, name, || {
             kubectl(&admin, &["get", "--raw", "/readyz"])?;
@@ -797,5 +884,53 @@ fn wait_for_port(args: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpListener::bind(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts many processes and checks each at once, as `env restart` does: a process that
+    /// is starting fine must never read as exited. The process is this test binary itself
+    /// (running the ignored `sleeper` below): a binary of some size widens the window in
+    /// which the kernel has resumed the parent but not yet set up the child's arguments.
+    #[test]
+    fn a_process_just_spawned_is_alive() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ferry-xtask-alive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut launcher = Launcher {
+            env: &dir,
+            state: State::default(),
+        };
+        let exe = std::env::current_exe()?;
+        let args = ["--ignored", "--exact", "env::tests::sleeper", "--nocapture"].map(String::from);
+        let mut result = Ok(());
+        for i in 0..40 {
+            let name = format!("sleeper-{i}");
+            launcher.spawn(&name, &exe, &args)?;
+            if result.is_ok() {
+                result = launcher.check_alive(&name);
+            }
+        }
+        stop_processes(&launcher.state.processes);
+        for proc in &launcher.state.processes {
+            // Reap them: they are this test's children.
+            let mut status = 0;
+            #[allow(unsafe_code)]
+            // SAFETY: waitpid(2) on our own child with a valid out-pointer.
+            unsafe {
+                libc::waitpid(proc.pid as libc::pid_t, &mut status, 0);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    /// What `a_process_just_spawned_is_alive` starts: a process that lives long enough.
+    #[test]
+    #[ignore = "started by a_process_just_spawned_is_alive"]
+    fn sleeper() {
+        std::thread::sleep(Duration::from_secs(30));
     }
 }

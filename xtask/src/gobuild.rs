@@ -62,6 +62,18 @@ pub const KCP: Bundle = Bundle {
     }],
 };
 
+/// kcp's front-proxy, for the two-shard environment (`env up --shards 2`): the same wrapper
+/// module as [`KCP`], but a bundle of its own so that the single-shard default neither builds
+/// it nor rebuilds kcp for it (Go's build cache shares the compiled packages between the two).
+pub const KCP_FRONT_PROXY: Bundle = Bundle {
+    name: "kcp-front-proxy",
+    version: KCP.version,
+    module_dir: KCP.module_dir,
+    packages: &["github.com/kcp-dev/kcp/cmd/kcp-front-proxy"],
+    reported_version: KCP.reported_version,
+    local_copies: KCP.local_copies,
+};
+
 /// The target clusters' binaries plus kubectl, from `tests/env/kubernetes`.
 pub const KUBERNETES: Bundle = Bundle {
     name: "kubernetes",

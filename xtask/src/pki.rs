@@ -86,3 +86,91 @@ pub fn generate(cluster: &str, dir: &Path) -> Result<ClusterPki> {
     )?;
     Ok(pki)
 }
+
+/// A certificate and its private key, as PEM files.
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A certificate authority of the sharded kcp (`env up --shards 2`), kept in memory to sign
+/// the certificates the shards and the front-proxy share; its certificate is written to `cert`.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+    pub cert: PathBuf,
+}
+
+impl Ca {
+    /// A fresh CA `common_name`, its certificate written to `<dir>/<stem>.crt`.
+    pub fn new(dir: &Path, stem: &str, common_name: &str) -> Result<Ca> {
+        std::fs::create_dir_all(dir)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let cert = dir.join(format!("{stem}.crt"));
+        std::fs::write(&cert, issuer.pem())?;
+        Ok(Ca {
+            issuer,
+            dir: dir.to_path_buf(),
+            cert,
+        })
+    }
+
+    /// A serving certificate for a server on loopback (`127.0.0.1`, `localhost`).
+    pub fn serving(&self, stem: &str) -> Result<CertFiles> {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, stem);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(stem, params)
+    }
+
+    /// A client certificate for user `user` in `groups` (the API server reads the common name
+    /// as the user and each organization as a group).
+    pub fn client(&self, stem: &str, user: &str, groups: &[&str]) -> Result<CertFiles> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(stem, params)
+    }
+
+    fn sign(&self, stem: &str, params: CertificateParams) -> Result<CertFiles> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let files = CertFiles {
+            cert: self.dir.join(format!("{stem}.crt")),
+            key: self.dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
+}
+
+/// A service-account signing key pair (`<dir>/service-account.key` and `.pub`), shared by the
+/// shards so that a token one shard issues is valid on the other.
+pub fn service_account_keys(dir: &Path) -> Result<CertFiles> {
+    std::fs::create_dir_all(dir)?;
+    let key = KeyPair::generate()?;
+    let files = CertFiles {
+        cert: dir.join("service-account.pub"),
+        key: dir.join("service-account.key"),
+    };
+    std::fs::write(&files.cert, key.public_key_pem())?;
+    std::fs::write(&files.key, key.serialize_pem())?;
+    Ok(files)
+}

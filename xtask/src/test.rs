@@ -20,6 +20,10 @@ pub struct Args {
     /// Skip the short chaos run that ends a successful test run (`cargo xtask chaos`).
     #[arg(long)]
     no_chaos: bool,
+    /// Skip the two-shard pass (the sync and shard tests on `env up --shards 2`) that follows
+    /// a successful run.
+    #[arg(long)]
+    no_shards: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -45,6 +49,46 @@ pub fn run(args: Args) -> Result<()> {
     }
     if !was_running && !args.keep_env {
         env::down()?;
+    }
+    // Then the core scenarios and the shard tests once more on a two-shard kcp, in an
+    // environment of its own (started after the first one stopped: the machine holds one).
+    if result.is_ok() && !args.no_shards {
+        result = sharded_pass(&args);
+    }
+    result
+}
+
+/// Test files run again on a two-shard kcp: the core sync scenarios (tenants spread over
+/// both shards by the harness) and the shard-specific tests, which skip on one shard.
+pub const SHARDED_TESTS: [&str; 2] = ["sync", "shards"];
+
+/// The environment directory of the two-shard pass: beside the single-shard one.
+pub fn sharded_env_dir() -> PathBuf {
+    let dir = paths::env_dir();
+    let name = dir
+        .file_name()
+        .map_or_else(|| "ferry-env".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}-shards"))
+}
+
+/// `env up --shards 2` in [`sharded_env_dir`], [`SHARDED_TESTS`], then down again (unless
+/// `--keep-env`).
+fn sharded_pass(args: &Args) -> Result<()> {
+    let dir = sharded_env_dir();
+    eprintln!(
+        "==> two-shard pass: {} on a sharded kcp in {}",
+        SHARDED_TESTS.join(", "),
+        dir.display()
+    );
+    let env = env::up_in(dir, 2)?;
+    let mut extra = Vec::new();
+    for test in SHARDED_TESTS {
+        extra.extend(["--test".to_string(), test.to_string()]);
+    }
+    extra.extend(args.cargo_args.iter().cloned());
+    let result = cargo_test_in(&env.dir, &["--package", "ferry-e2e"], &extra);
+    if !args.keep_env {
+        env::down_in(&env.dir)?;
     }
     result
 }
@@ -147,6 +191,11 @@ pub fn env_running() -> bool {
 }
 
 fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
+    cargo_test_in(env_dir, &["--workspace"], extra)
+}
+
+/// `cargo test <scope> --no-fail-fast <extra>` against the environment in `env_dir`.
+fn cargo_test_in(env_dir: &std::path::Path, scope: &[&str], extra: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // End-to-end tests run the real binary, which `cargo test` does not build for another
     // package's tests.
@@ -159,10 +208,12 @@ fn cargo_test(env_dir: &std::path::Path, extra: &[String]) -> Result<()> {
     if !status.success() {
         bail!("building ferry failed");
     }
-    eprintln!("==> cargo test --workspace");
+    eprintln!("==> cargo test {}", scope.join(" "));
     let status = Command::new(cargo)
         .current_dir(paths::repo_root())
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .arg("test")
+        .args(scope)
+        .arg("--no-fail-fast")
         .args(extra)
         .env("FERRY_ENV_DIR", env_dir)
         // End-to-end tests fail (rather than skip) when the environment is missing.

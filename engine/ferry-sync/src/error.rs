@@ -16,7 +16,10 @@ pub enum SyncError {
         source: kube::Error,
     },
     /// The configured resource is not part of the APIExport.
-    #[error("resource {resource} is not exported by APIExport {export} (exported: {exported})")]
+    #[error(
+        "resource {resource} is not exported by APIExport {export} (exported: {exported}; \
+         claimed: {claimed})"
+    )]
     NotExported {
         /// `deployments.apps` style name.
         resource: String,
@@ -24,6 +27,8 @@ pub enum SyncError {
         export: String,
         /// What the export does contain.
         exported: String,
+        /// What the export claims (permission claims).
+        claimed: String,
     },
     /// The APIExport or one of its schemas is not what Ferry expects.
     #[error("{0}")]
@@ -126,6 +131,11 @@ pub fn is_transport(err: &kube::Error) -> bool {
 /// Whether a client error is "not found".
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether a client error is "forbidden" (403).
+pub fn is_forbidden(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 403)
 }
 
 /// Whether a client error is a conflict or failed precondition (409).

@@ -64,57 +64,104 @@ pub async fn logical_cluster(client: &kube::Client) -> Result<String, SyncError>
         })
 }
 
-/// Finds `resource.group` in the APIExport and reads version and kind from its schema, so
-/// nothing about the served API is assumed (kcp serves only what the export declares).
-pub async fn resolve_resource(
+/// Reads the APIExport `export` of the provider workspace.
+pub async fn read_export(
     provider: &kube::Client,
     export: &str,
-    group: &str,
-    resource: &str,
-) -> Result<ApiResource, SyncError> {
+) -> Result<DynamicObject, SyncError> {
     let exports: Api<DynamicObject> = Api::all_with(
         provider.clone(),
         &gvr("apis.kcp.io", "v1alpha2", "APIExport", "apiexports"),
     );
-    let object = exports
+    exports
         .get(export)
         .await
-        .map_err(|e| SyncError::api(format!("reading APIExport {export}"), e))?;
-    let resources = object
+        .map_err(|e| SyncError::api(format!("reading APIExport {export}"), e))
+}
+
+/// `resource` or `resource.group`, as logs and errors show a resource.
+fn display(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+/// The (group, resource) pairs the export claims (`spec.permissionClaims`): resources it does
+/// not define but may serve from every binding workspace that accepted the claim.
+pub fn claimed(export: &DynamicObject) -> BTreeSet<(String, String)> {
+    export
+        .data
+        .pointer("/spec/permissionClaims")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c.get("group")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                c.get("resource").and_then(Value::as_str)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Finds `resource.group` in the APIExport and reads version and kind from its schema, so
+/// nothing about the served API is assumed (kcp serves only what the export declares). A
+/// resource the export claims instead (a built-in such as `configmaps`) has no schema: its
+/// version and kind come from the provider workspace's discovery, which serves the same
+/// built-in API.
+pub async fn resolve_resource(
+    provider: &kube::Client,
+    export_object: &DynamicObject,
+    group: &str,
+    resource: &str,
+) -> Result<ApiResource, SyncError> {
+    let export = export_object.metadata.name.clone().unwrap_or_default();
+    let resources = export_object
         .data
         .pointer("/spec/resources")
         .and_then(Value::as_array);
     let entries: Vec<&Value> = resources.into_iter().flatten().collect();
-    let display = |g: &str, r: &str| {
-        if g.is_empty() {
-            r.to_string()
-        } else {
-            format!("{r}.{g}")
-        }
-    };
     let schema = entries
         .iter()
         .find(|e| {
             e.get("group").and_then(Value::as_str).unwrap_or("") == group
                 && e.get("name").and_then(Value::as_str) == Some(resource)
         })
-        .and_then(|e| e.get("schema").and_then(Value::as_str))
-        .ok_or_else(|| SyncError::NotExported {
+        .and_then(|e| e.get("schema").and_then(Value::as_str));
+    let claims = claimed(export_object);
+    let Some(schema) = schema else {
+        if claims.contains(&(group.to_string(), resource.to_string())) {
+            return resolve_claimed(provider, &export, group, resource).await;
+        }
+        let list = |names: BTreeSet<String>| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        };
+        return Err(SyncError::NotExported {
             resource: display(group, resource),
-            export: export.to_string(),
-            exported: entries
-                .iter()
-                .map(|e| {
-                    display(
-                        e.get("group").and_then(Value::as_str).unwrap_or(""),
-                        e.get("name").and_then(Value::as_str).unwrap_or("?"),
-                    )
-                })
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+            export,
+            exported: list(
+                entries
+                    .iter()
+                    .map(|e| {
+                        display(
+                            e.get("group").and_then(Value::as_str).unwrap_or(""),
+                            e.get("name").and_then(Value::as_str).unwrap_or("?"),
+                        )
+                    })
+                    .collect(),
+            ),
+            claimed: list(claims.iter().map(|(g, r)| display(g, r)).collect()),
+        });
+    };
     let schemas: Api<DynamicObject> = Api::all_with(
         provider.clone(),
         &gvr(
@@ -148,6 +195,38 @@ pub async fn resolve_resource(
             SyncError::Export(format!("APIResourceSchema {schema} has no storage version"))
         })?;
     Ok(gvr(group, version, kind, resource))
+}
+
+/// Version and kind of a claimed resource, from the provider workspace's discovery of its
+/// group (preferred version).
+async fn resolve_claimed(
+    provider: &kube::Client,
+    export: &str,
+    group: &str,
+    resource: &str,
+) -> Result<ApiResource, SyncError> {
+    let unknown = |why: String| {
+        SyncError::Export(format!(
+            "APIExport {export} claims {}, but {why}, so its version and kind are unknown",
+            display(group, resource)
+        ))
+    };
+    // A discovery that fails is an API error (kcp still starting is waited for).
+    let discovered = kube::discovery::group(provider, group).await.map_err(|e| {
+        SyncError::api(
+            format!(
+                "discovering the version and kind of {}, which APIExport {export} claims",
+                display(group, resource)
+            ),
+            e,
+        )
+    })?;
+    discovered
+        .resources_by_stability()
+        .into_iter()
+        .map(|(api, _)| api)
+        .find(|api| api.plural == resource)
+        .ok_or_else(|| unknown("the provider workspace does not serve it".into()))
 }
 
 /// The endpoint slice resource.
@@ -191,6 +270,48 @@ mod tests {
         }))
         .expect("slice");
         assert!(endpoint_urls(&slice).is_empty());
+    }
+
+    fn export() -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
+            "metadata": {"name": "kubernetes"},
+            "spec": {
+                "resources": [{"group": "apps", "name": "deployments", "schema": "s.deployments.apps"}],
+                "permissionClaims": [
+                    {"group": "", "resource": "events", "verbs": ["create"]},
+                    {"group": "core.kcp.io", "resource": "logicalclusters", "verbs": ["get"]},
+                    {"group": "", "resource": "configmaps", "verbs": ["get"]},
+                ],
+            },
+        }))
+        .expect("export")
+    }
+
+    #[test]
+    fn the_claims_of_an_export_are_its_permission_claims_group_and_resource() {
+        let claims = claimed(&export());
+        assert!(claims.contains(&("".into(), "configmaps".into())));
+        assert!(claims.contains(&("core.kcp.io".into(), "logicalclusters".into())));
+        assert!(!claims.contains(&("".into(), "secrets".into())));
+        assert!(!claims.contains(&("apps".into(), "deployments".into())));
+    }
+
+    #[tokio::test]
+    async fn a_resource_neither_exported_nor_claimed_is_refused_naming_both_lists() {
+        // Refused from the export alone: no request is sent (the server does not exist).
+        let client = kube::Client::try_from(kube::Config::new(
+            "https://127.0.0.1:1".parse().expect("url"),
+        ))
+        .expect("client");
+        let err = resolve_resource(&client, &export(), "", "secrets")
+            .await
+            .expect_err("not exported");
+        assert_eq!(
+            err.to_string(),
+            "resource secrets is not exported by APIExport kubernetes (exported: \
+             deployments.apps; claimed: configmaps, events, logicalclusters.core.kcp.io)"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! endpoint slice ──► one upstream watch per shard URL ──► UpstreamStore ─┐
+//!                ──► one LogicalCluster watch per shard ─► Workspaces ───┤
 //! target clusters ─► one watch of Ferry's copies each ──► DownstreamStore ┤
 //!                                                                        ▼
 //!                          WorkQueue<UpstreamKey> ──► workers ──► ResourceSync::reconcile
@@ -36,6 +37,7 @@ mod startup;
 pub mod store;
 pub mod target;
 pub mod uninstall;
+pub mod workspaces;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -61,6 +63,7 @@ use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
 use shards::Shards;
 use target::TargetCluster;
+use workspaces::Workspaces;
 
 /// How often a target's prober asks it `GET /version`, and how long it waits for the answer.
 /// A hung API server (accepting connections, answering nothing) is noticed within about
@@ -179,6 +182,7 @@ impl Engine {
             resources.clone(),
             connected.kcp.clone(),
             connected.shards.clone(),
+            connected.workspaces.clone(),
             health.clone(),
         ));
 
@@ -348,6 +352,8 @@ pub(crate) struct Connected {
     pub(crate) targets: Arc<Vec<Arc<TargetCluster>>>,
     pub(crate) kcp: Arc<KcpClients>,
     pub(crate) shards: Arc<Shards>,
+    /// Workspace paths, labels and annotations (shared by every resource).
+    pub(crate) workspaces: Arc<workspaces::Workspaces>,
     pub(crate) resources: Vec<Arc<ResourceSync>>,
     /// Configured resources the export does not declare, with the error, when connecting
     /// with [`Unexported::Skip`].
@@ -414,12 +420,17 @@ impl Connected {
         let events = Arc::new(events::EventRecorder::default());
         let owner = identity::owner_id(&provider_cluster, &settings.kcp.export);
         let shards = Arc::new(Shards::default());
+        let export = kcp::read_export(&provider, &settings.kcp.export).await?;
+        let workspaces = Arc::new(workspaces::Workspaces::new(
+            workspaces::claims_logical_clusters(&export, &settings.kcp.export),
+            settings.kcp.workspace_keys.clone(),
+        ));
         let mut resolved = Vec::new();
         let mut unexported = Vec::new();
         for resource in settings.resources {
             let api = match kcp::resolve_resource(
                 &provider,
-                &settings.kcp.export,
+                &export,
                 &resource.group,
                 &resource.resource,
             )
@@ -448,6 +459,7 @@ impl Connected {
                     upstream: Default::default(),
                     downstream: Default::default(),
                     shards: shards.clone(),
+                    workspaces: workspaces.clone(),
                     targets: targets.clone(),
                     kcp: kcp_clients.clone(),
                     events: events.clone(),
@@ -467,6 +479,7 @@ impl Connected {
             targets,
             kcp: kcp_clients,
             shards,
+            workspaces,
             resources,
             unexported,
             owner,
@@ -852,6 +865,7 @@ async fn watch_endpoint_slice(
     resources: Vec<Resource>,
     kcp: Arc<KcpClients>,
     shards: Arc<Shards>,
+    workspaces: Arc<Workspaces>,
     health: Arc<Health>,
 ) -> String {
     let api: Api<DynamicObject> = Api::all_with(provider, &kcp::endpoint_slices());
@@ -904,6 +918,7 @@ async fn watch_endpoint_slice(
                 handle.abort();
             }
             shards.remove(&gone);
+            workspaces.remove_shard(&gone);
             let shard: Arc<str> = Arc::from(gone.as_str());
             for (sync, _) in &resources {
                 sync.upstream.remove_shard(&shard);
@@ -953,6 +968,22 @@ async fn watch_endpoint_slice(
                         resources.clone(),
                         shards.clone(),
                         sync.metrics.clone(),
+                        guard,
+                    ),
+                ));
+                handles.push((handle, id));
+            }
+            if workspaces.claimed() {
+                workspaces.add_shard(&shard);
+                let guard = health.watch(format!("LogicalClusters on shard {url}"));
+                let id = guard.id();
+                let handle = tasks.spawn(named(
+                    "workspaces watch",
+                    workspaces::watch(
+                        client.clone(),
+                        shard.clone(),
+                        resources.clone(),
+                        workspaces.clone(),
                         guard,
                     ),
                 ));

@@ -32,6 +32,7 @@ use serde_json::Value;
 use crate::desired::{Changes, compare, digest, prepare};
 use crate::plugins::{HookError, PluginChain};
 use crate::store::CopyRef;
+use crate::workspaces::Workspace;
 
 /// Whether an upstream object that is absent from the store is known to be gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +90,16 @@ pub struct Snapshot {
 pub struct PlanContext<'a> {
     /// This installation's owner id.
     pub owner: &'a str,
-    /// The upstream workspace path, if known.
-    pub workspace_path: Option<&'a str>,
+    /// The object's workspace (path, opted-in labels and annotations), if known
+    /// ([`crate::workspaces`]).
+    pub workspace: Option<&'a Workspace>,
+}
+
+impl PlanContext<'_> {
+    /// The object's workspace path, if known.
+    pub fn workspace_path(&self) -> Option<&str> {
+        self.workspace.and_then(|w| w.path.as_deref())
+    }
 }
 
 /// What happens to the upstream object itself.
@@ -289,12 +298,12 @@ impl Plan {
 }
 
 /// The object context plugins see.
-pub fn object_context(key: &UpstreamKey, workspace_path: Option<&str>) -> ObjectContext {
+pub fn object_context(key: &UpstreamKey, workspace: Option<&Workspace>) -> ObjectContext {
     ObjectContext {
         logical_cluster: key.cluster.clone(),
-        workspace_path: workspace_path.map(str::to_string),
-        workspace_labels: Default::default(),
-        workspace_annotations: Default::default(),
+        workspace_path: workspace.and_then(|w| w.path.clone()),
+        workspace_labels: workspace.map(|w| w.labels.clone()).unwrap_or_default(),
+        workspace_annotations: workspace.map(|w| w.annotations.clone()).unwrap_or_default(),
         namespace: key.namespace.clone(),
         downstream_namespace: key.downstream_namespace(),
     }
@@ -345,7 +354,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     }
 
     let value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
-    let context = object_context(key, cx.workspace_path);
+    let context = object_context(key, cx.workspace);
     let all: Vec<Target> = snapshot.targets.iter().map(|t| t.target.clone()).collect();
     let chosen: BTreeSet<String> = match plugins.place(&context, &value, &all) {
         Ok(chosen) => chosen.into_iter().collect(),
@@ -421,7 +430,7 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             &uid,
             cx.owner,
             &namespace,
-            cx.workspace_path,
+            cx.workspace_path(),
         );
         let copy_name = desired
             .pointer("/metadata/name")

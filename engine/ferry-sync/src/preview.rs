@@ -14,6 +14,7 @@ use crate::error::SyncError;
 use crate::plan::{CopyAction, Plan};
 use crate::reconcile::ResourceSync;
 use crate::store::upstream_key;
+use crate::workspaces::{self, Workspace};
 use crate::{Connected, SyncSettings, Unexported, kcp, with_types};
 
 /// One object's plan, with what a fresh look at the targets adds to it.
@@ -24,6 +25,10 @@ pub struct ObjectPlan {
     /// The engine's plan.
     #[serde(flatten)]
     pub plan: Plan,
+    /// The object's workspace as plugins see it (path, opted-in labels and annotations);
+    /// absent when the workspace's binding did not accept the claim on `logicalclusters`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
     /// Creates that would be refused: the name is taken by an object that is not this
     /// object's copy (target, name, why). The engine finds out when its create is refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -101,6 +106,9 @@ pub async fn survey(settings: SyncSettings, cluster: Option<&str>) -> Result<Sur
             .filter_map(|b| upstream_key(b).map(|k| k.cluster))
             .collect();
         connected.shards.listed(&shard, bound);
+        if connected.workspaces.claimed() {
+            list_workspaces(&connected, &client, &shard).await;
+        }
         for sync in &connected.resources {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync.api);
             let list = match api.list(&ListParams::default()).await {
@@ -172,8 +180,24 @@ pub async fn survey(settings: SyncSettings, cluster: Option<&str>) -> Result<Sur
     Ok(Survey { plans, unserved })
 }
 
+/// Reads the shard's `LogicalCluster`s into the workspace store. A shard where they cannot be
+/// read is surveyed without workspace context (said once), as the engine would sync it.
+async fn list_workspaces(connected: &Connected, client: &kube::Client, shard: &Arc<str>) {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &workspaces::logical_clusters());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => {
+            connected.workspaces.replace_shard(shard, &list.items);
+        }
+        Err(err) => {
+            tracing::warn!(%shard, error = %crate::explain::api_error(&err), "cannot list the workspaces' LogicalClusters: planning without workspace paths");
+            connected.workspaces.give_up(shard);
+        }
+    }
+}
+
 async fn object_plan(sync: &ResourceSync, key: &UpstreamKey) -> Result<ObjectPlan, SyncError> {
     let snapshot = sync.snapshot(key);
+    let workspace = sync.workspaces.find(&key.cluster);
     let mut duplicates = Vec::new();
     let mut per_target = std::collections::BTreeMap::<&str, usize>::new();
     for (at, _) in &snapshot.copies {
@@ -184,7 +208,7 @@ async fn object_plan(sync: &ResourceSync, key: &UpstreamKey) -> Result<ObjectPla
             duplicates.push(format!("{count} copies on {target}"));
         }
     }
-    let plan = sync.plan(snapshot).await?;
+    let plan = sync.plan(snapshot, workspace.clone()).await?;
     let mut refused = Vec::new();
     for copy in &plan.copies {
         if !matches!(copy.action, CopyAction::Create { .. }) {
@@ -216,6 +240,7 @@ async fn object_plan(sync: &ResourceSync, key: &UpstreamKey) -> Result<ObjectPla
     Ok(ObjectPlan {
         resource: sync.name.clone(),
         plan,
+        workspace: workspace.as_deref().cloned(),
         refused,
         duplicates,
     })

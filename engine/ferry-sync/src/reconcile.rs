@@ -43,6 +43,7 @@ use crate::plugins::PluginChain;
 use crate::shards::Shards;
 use crate::store::{DownstreamStore, Upstream, UpstreamStore};
 use crate::target::TargetCluster;
+use crate::workspaces::{Lookup, Workspace};
 
 /// The resourceVersion that turns a server-side apply into "create, or fail if the name is
 /// taken": ignored when the object is created, and never the version of an existing copy
@@ -119,6 +120,8 @@ pub struct ResourceSync {
     pub downstream: DownstreamStore,
     /// Bound workspaces per shard (shared by every resource).
     pub shards: Arc<Shards>,
+    /// Workspace paths, labels and annotations (shared by every resource).
+    pub workspaces: Arc<crate::workspaces::Workspaces>,
     /// Target clusters, in configuration order.
     pub targets: Arc<Vec<Arc<TargetCluster>>>,
     /// kcp clients.
@@ -228,7 +231,11 @@ impl ResourceSync {
 
     /// Plans `snapshot` on the blocking pool: plugin calls are CPU-bound and bounded by their
     /// deadlines, and must not stall the async workers.
-    pub async fn plan(&self, snapshot: Snapshot) -> Result<Plan, SyncError> {
+    pub async fn plan(
+        &self,
+        snapshot: Snapshot,
+        workspace: Option<Arc<Workspace>>,
+    ) -> Result<Plan, SyncError> {
         let plugins = self.plugins.clone();
         let owner = self.owner.clone();
         // The blocking thread does not inherit the task's span: without it, plugin log
@@ -238,7 +245,7 @@ impl ResourceSync {
             let _entered = span.enter();
             let cx = PlanContext {
                 owner: &owner,
-                workspace_path: None,
+                workspace: workspace.as_deref(),
             };
             plan::plan(&snapshot, plugins.as_ref(), cx)
         })
@@ -249,16 +256,42 @@ impl ResourceSync {
     /// Reconciles `key`; on failure also records an Event on the upstream object. Every log
     /// line on the way is inside [`object_span`], so it names the object.
     pub async fn reconcile(&self, key: &UpstreamKey) -> Result<Next, SyncError> {
-        self.reconcile_inner(key)
-            .instrument(object_span(&self.name, key))
+        let upstream = self.upstream.get(key);
+        let workspace = match &upstream {
+            Some(u) => self.workspaces.lookup(&u.shard, &key.cluster),
+            // Not live: no plugin is asked, the context does not matter.
+            None => Lookup::Absent,
+        };
+        let path = match &workspace {
+            Lookup::Known(w) => w.path.clone(),
+            _ => self
+                .workspaces
+                .find(&key.cluster)
+                .and_then(|w| w.path.clone()),
+        };
+        let workspace = match workspace {
+            Lookup::Known(w) => Some(w),
+            Lookup::Absent => None,
+            // Planned without its path, a placement by path would move copies away and back.
+            Lookup::Pending => {
+                tracing::debug!(resource = %self.name, workspace = %key.cluster, "waiting for the workspace's LogicalCluster list");
+                return Ok(Next::Wait);
+            }
+        };
+        self.reconcile_inner(key, upstream, workspace)
+            .instrument(object_span(&self.name, key, path.as_deref()))
             .await
     }
 
-    async fn reconcile_inner(&self, key: &UpstreamKey) -> Result<Next, SyncError> {
+    async fn reconcile_inner(
+        &self,
+        key: &UpstreamKey,
+        upstream: Option<Upstream>,
+        workspace: Option<Arc<Workspace>>,
+    ) -> Result<Next, SyncError> {
         let started = std::time::Instant::now();
-        let upstream = self.upstream.get(key);
         let snapshot = self.snapshot(key);
-        let result = match self.plan(snapshot).await {
+        let result = match self.plan(snapshot, workspace).await {
             Ok(plan) => self.execute(&plan, upstream.as_ref()).await,
             Err(err) => Err(err),
         };
@@ -919,10 +952,13 @@ impl ResourceSync {
 /// logical cluster, `resource`, `namespace`, `object`: the name) are on every log line
 /// inside, so a log pipeline can select one object's or one workspace's history. (Not
 /// `name`: a JSON log line has the span's own name there.)
-pub fn object_span(resource: &str, key: &UpstreamKey) -> tracing::Span {
+/// The workspace path is there when known: a logical cluster name alone tells an operator
+/// little.
+pub fn object_span(resource: &str, key: &UpstreamKey, path: Option<&str>) -> tracing::Span {
     tracing::info_span!(
         "reconcile",
         workspace = %key.cluster,
+        path = path.map(tracing::field::display),
         resource = %resource,
         namespace = %key.namespace,
         object = %key.name,

@@ -45,6 +45,8 @@ pub struct KcpSettings {
     pub workspace: String,
     /// Name of the APIExport (its endpoint slice has the same name).
     pub export: String,
+    /// Which keys of a workspace's `LogicalCluster` labels and annotations plugins see.
+    pub workspace_keys: crate::workspaces::OptedIn,
 }
 
 /// One target cluster.

@@ -128,6 +128,7 @@ mod tests {
             resource: "services".into(),
             export: "kubernetes".into(),
             exported: "deployments.apps".into(),
+            claimed: "events".into(),
         };
         assert_eq!(verdict(&not_exported), Verdict::Fail);
         assert_eq!(

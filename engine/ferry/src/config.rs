@@ -48,7 +48,7 @@ pub struct NamespacesConfig {
 
 /// `kcp:`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KcpConfig {
     /// Kubeconfig of Ferry's kcp identity.
     pub kubeconfig: PathBuf,
@@ -59,6 +59,13 @@ pub struct KcpConfig {
     pub workspace: String,
     /// APIExport name.
     pub export: String,
+    /// Label keys of a workspace's `LogicalCluster` that plugins see (read through the
+    /// export's claim on `logicalclusters`); no others do.
+    #[serde(default)]
+    pub workspace_labels: Vec<String>,
+    /// Annotation keys of a workspace's `LogicalCluster` that plugins see.
+    #[serde(default)]
+    pub workspace_annotations: Vec<String>,
 }
 
 /// One entry of `targets:`.
@@ -269,6 +276,16 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     if config.kcp.export.trim().is_empty() {
         problems.push(("kcp.export".into(), "must name the APIExport".into()));
     }
+    check_metadata_keys(
+        &mut problems,
+        "kcp.workspaceLabels",
+        &config.kcp.workspace_labels,
+    );
+    check_metadata_keys(
+        &mut problems,
+        "kcp.workspaceAnnotations",
+        &config.kcp.workspace_annotations,
+    );
     if config.targets.is_empty() {
         problems.push((
             "targets".into(),
@@ -379,6 +396,50 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             problems,
         })
     }
+}
+
+/// Opted-in label or annotation keys: each a Kubernetes metadata key (`[prefix/]name`, the
+/// name 1-63 alphanumerics, '-', '_', '.', starting and ending alphanumeric, the prefix a DNS
+/// subdomain), listed once. A key that can never exist is a typo the operator should hear of.
+fn check_metadata_keys(problems: &mut Vec<(String, String)>, key: &str, keys: &[String]) {
+    let mut seen = BTreeSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        if !is_metadata_key(k) {
+            problems.push((
+                format!("{key}[{i}]"),
+                format!("{k:?} is not a label or annotation key like team or example.com/region"),
+            ));
+        } else if !seen.insert(k) {
+            problems.push((format!("{key}[{i}]"), format!("{k:?} is listed twice")));
+        }
+    }
+}
+
+fn is_metadata_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    name_ok && prefix_ok
 }
 
 /// Ranges of the numeric settings. The lower bounds keep the engine working at all (a zero
@@ -764,6 +825,40 @@ plugins: {dir: plugins}
                 && problem.contains("restricted"),
             "{problem}"
         );
+    }
+
+    #[test]
+    fn opted_in_workspace_keys_load_and_a_key_that_cannot_exist_is_refused_with_its_index() {
+        let dir = temp_dir("workspace-keys");
+        let with = |keys: &str| {
+            VALID.replace(
+                "export: kubernetes}",
+                &format!("export: kubernetes, {keys}}}"),
+            )
+        };
+        let text =
+            with("workspaceLabels: [team, example.com/region], workspaceAnnotations: [owner]");
+        let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("valid");
+        assert_eq!(
+            loaded.config.kcp.workspace_labels,
+            ["team", "example.com/region"]
+        );
+        assert_eq!(loaded.config.kcp.workspace_annotations, ["owner"]);
+        let text = with("workspaceLabels: [team, 'team a'], workspaceAnnotations: [owner, owner]");
+        let err = load(&write(&dir, "ferry.yaml", &text)).expect_err("bad keys");
+        let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["kcp.workspaceLabels[1]", "kcp.workspaceAnnotations[1]"],
+            "{:?}",
+            err.problems
+        );
+        assert!(
+            err.problems[0].1.contains("\"team a\""),
+            "{:?}",
+            err.problems
+        );
+        assert!(err.problems[1].1.contains("twice"), "{:?}", err.problems);
     }
 
     #[test]

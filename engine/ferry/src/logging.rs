@@ -102,7 +102,8 @@ mod tests {
                 namespace: "demo".into(),
                 name: "web".into(),
             };
-            let span = ferry_sync::reconcile::object_span("deployments.apps", &key);
+            let span =
+                ferry_sync::reconcile::object_span("deployments.apps", &key, Some("root:team-a"));
             let _inside = span.enter();
             tracing::info!(target = "cluster-1", "applied");
             tracing::warn!(
@@ -129,6 +130,7 @@ mod tests {
         for line in &lines[1..] {
             let span = &line["span"];
             assert_eq!(span["workspace"], "2x8vfqmz3d9ykcq1", "{line}");
+            assert_eq!(span["path"], "root:team-a", "{line}");
             assert_eq!(span["resource"], "deployments.apps", "{line}");
             assert_eq!(span["namespace"], "demo", "{line}");
             assert_eq!(span["object"], "web", "{line}");
@@ -145,8 +147,8 @@ mod tests {
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(
             text.contains(
-                "reconcile{workspace=2x8vfqmz3d9ykcq1 resource=deployments.apps \
-                 namespace=demo object=web}"
+                "reconcile{workspace=2x8vfqmz3d9ykcq1 path=root:team-a \
+                 resource=deployments.apps namespace=demo object=web}"
             ),
             "{text}"
         );

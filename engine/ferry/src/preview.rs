@@ -117,13 +117,17 @@ fn delete_reason(reason: ferry_sync::plan::DeleteReason) -> &'static str {
     }
 }
 
-/// The first line about an object.
+/// The first line about an object; with its workspace path when known, since the logical
+/// cluster name alone tells a reader little.
 pub fn headline(object: &ObjectPlan) -> String {
     let key = &object.plan.key;
-    let who = format!(
+    let mut who = format!(
         "{} {}|{}/{}",
         object.resource, key.cluster, key.namespace, key.name
     );
+    if let Some(path) = object.workspace.as_ref().and_then(|w| w.path.as_deref()) {
+        who.push_str(&format!(" ({path})"));
+    }
     match (&object.plan.upstream, &object.plan.placement) {
         (UpstreamState::Gone, _) => format!("{who}: gone upstream"),
         (UpstreamState::Unknown(why), _) => format!("{who}: out of sight, copies kept ({why})"),
@@ -166,4 +170,44 @@ fn print_text(plans: &[ObjectPlan]) {
             summary.join(", ")
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::identity::UpstreamKey;
+    use ferry_sync::plan::{FinalizerPlan, Plan};
+    use ferry_sync::workspaces::Workspace;
+
+    fn object(path: Option<&str>) -> ObjectPlan {
+        ObjectPlan {
+            resource: "deployments.apps".into(),
+            plan: Plan {
+                key: UpstreamKey::new("lc-a", "demo", "web"),
+                upstream: UpstreamState::Live,
+                finalizer: FinalizerPlan::Keep,
+                placement: Placement::Chosen(vec!["cluster-1".into()]),
+                copies: Vec::new(),
+                status: StatusPlan::None,
+            },
+            workspace: path.map(|p| Workspace {
+                path: Some(p.into()),
+                ..Workspace::default()
+            }),
+            refused: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_headline_names_the_workspace_path_when_known() {
+        assert_eq!(
+            headline(&object(Some("root:team-a"))),
+            "deployments.apps lc-a|demo/web (root:team-a): placed on cluster-1"
+        );
+        assert_eq!(
+            headline(&object(None)),
+            "deployments.apps lc-a|demo/web: placed on cluster-1"
+        );
+    }
 }

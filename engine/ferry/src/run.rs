@@ -242,6 +242,10 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
             .await?,
             workspace: config.kcp.workspace.clone(),
             export: config.kcp.export.clone(),
+            workspace_keys: ferry_sync::workspaces::OptedIn {
+                labels: config.kcp.workspace_labels.iter().cloned().collect(),
+                annotations: config.kcp.workspace_annotations.iter().cloned().collect(),
+            },
         },
         targets,
         resources,

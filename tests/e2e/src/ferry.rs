@@ -16,7 +16,7 @@ use crate::kcp::{self, KcpAdmin, Workspace};
 use crate::{Env, eventually};
 
 /// The directory cargo builds into (from the running test executable: `<dir>/debug/deps/…`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
@@ -57,7 +57,12 @@ pub fn deployments() -> ApiResource {
 
 /// A provider workspace exporting Deployments and Services (the examples' export).
 pub async fn platform(admin: &KcpAdmin, name: &str) -> Result<Workspace> {
-    let provider = admin.create_workspace("root", name).await?;
+    platform_on(admin, name, None).await
+}
+
+/// [`platform`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn platform_on(admin: &KcpAdmin, name: &str, shard: Option<&str>) -> Result<Workspace> {
+    let provider = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&provider.path)?;
     for file in [
         "provider/apiresourceschema-deployments.apps.yaml",
@@ -69,6 +74,36 @@ pub async fn platform(admin: &KcpAdmin, name: &str) -> Result<Workspace> {
     Ok(provider)
 }
 
+/// What a tenant's APIBinding says to the export's permission claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claims {
+    /// Accepts every claim (the example binding).
+    AcceptAll,
+    /// Accepts only `events`; rejects `logicalclusters`, `configmaps` and `secrets`.
+    EventsOnly,
+}
+
+/// The example APIBinding for `provider`, answering its claims as `claims` says.
+pub fn binding_manifest(provider: &Workspace, claims: Claims) -> Result<String> {
+    let text = kcp::example("tenant/apibinding-kubernetes.yaml")?
+        .replace("path: root:platform", &format!("path: {}", provider.path));
+    if claims == Claims::AcceptAll {
+        return Ok(text);
+    }
+    let mut binding: serde_json::Value = serde_yaml::from_str(&text)?;
+    for claim in binding
+        .pointer_mut("/spec/permissionClaims")
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if claim["resource"] != "events" {
+            claim["state"] = "Rejected".into();
+        }
+    }
+    Ok(serde_yaml::to_string(&binding)?)
+}
+
 /// A tenant workspace bound to `provider`'s export, with namespace `namespace` created.
 pub async fn tenant(
     admin: &KcpAdmin,
@@ -76,10 +111,44 @@ pub async fn tenant(
     name: &str,
     namespace: &str,
 ) -> Result<Workspace> {
-    let tenant = admin.create_workspace("root", name).await?;
+    tenant_in(admin, provider, name, namespace, Claims::AcceptAll, None).await
+}
+
+/// [`tenant`], answering the export's permission claims as `claims` says.
+pub async fn tenant_with(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    claims: Claims,
+) -> Result<Workspace> {
+    tenant_in(admin, provider, name, namespace, claims, None).await
+}
+
+/// [`tenant`], on kcp shard `shard` (`None`: wherever kcp schedules it).
+pub async fn tenant_on(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    shard: Option<&str>,
+) -> Result<Workspace> {
+    tenant_in(admin, provider, name, namespace, Claims::AcceptAll, shard).await
+}
+
+/// A tenant workspace on `shard` (`None`: wherever kcp schedules it) bound to `provider`'s
+/// export, answering its permission claims as `claims` says.
+pub async fn tenant_in(
+    admin: &KcpAdmin,
+    provider: &Workspace,
+    name: &str,
+    namespace: &str,
+    claims: Claims,
+    shard: Option<&str>,
+) -> Result<Workspace> {
+    let tenant = admin.create_workspace_on("root", name, shard).await?;
     let client = admin.workspace(&tenant.path)?;
-    let binding = kcp::example("tenant/apibinding-kubernetes.yaml")?
-        .replace("path: root:platform", &format!("path: {}", provider.path));
+    let binding = binding_manifest(provider, claims)?;
     kcp::apply_manifest(&client, &binding).await?;
     let bindings: Api<DynamicObject> = Api::all_with(
         client.clone(),
@@ -149,6 +218,10 @@ pub struct FerryOptions {
     pub leader_elect: bool,
     /// Keys of the `leaderElection:` section, in YAML flow style (e.g. `retryPeriodSeconds: 1`).
     pub leader_election: String,
+    /// Lines appended to the `kcp:` section, indented (e.g. `  workspaceLabels: [team]\n`).
+    pub kcp_extra: String,
+    /// Entries appended to `resources:` as is (each starting with `- `).
+    pub extra_resources: String,
 }
 
 impl Default for FerryOptions {
@@ -166,6 +239,8 @@ impl Default for FerryOptions {
             extra_config: String::new(),
             leader_elect: false,
             leader_election: String::new(),
+            kcp_extra: String::new(),
+            extra_resources: String::new(),
         }
     }
 }
@@ -205,6 +280,7 @@ impl Ferry {
         };
         let mut text = format!(
             "kcp:\n  kubeconfig: {kcp}\n  context: {context}\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
+             {kcp_extra}\
              targets:\n\
              - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}}}\n\
              - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}}}\n\
@@ -217,6 +293,7 @@ impl Ferry {
              \x20 placement: {{plugin: label-placement, config: {{default: \"\"}}}}\n\
              \x20 transform: {{plugin: default-transform}}\n\
              \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
+             {extra_resources}\
              plugins: {{dir: {plugins}}}\n\
              engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n\
              leaderElection: {{{election}}}\n",
@@ -232,6 +309,8 @@ impl Ferry {
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
             election = options.leader_election,
+            kcp_extra = options.kcp_extra,
+            extra_resources = options.extra_resources,
         );
         text.push_str(&options.extra_config);
         std::fs::write(&config, text)?;

@@ -59,6 +59,18 @@ impl KcpAdmin {
     /// Creates workspace `name` under `parent` (or finds it, if it exists) and waits until it
     /// is ready.
     pub async fn create_workspace(&self, parent: &str, name: &str) -> Result<Workspace> {
+        self.create_workspace_on(parent, name, None).await
+    }
+
+    /// Creates workspace `name` under `parent` on kcp shard `shard` (kcp schedules it with
+    /// `spec.location.selector`, `name=<shard>`; `None`: wherever kcp picks), or finds it, and
+    /// waits until it is ready.
+    pub async fn create_workspace_on(
+        &self,
+        parent: &str,
+        name: &str,
+        shard: Option<&str>,
+    ) -> Result<Workspace> {
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("tenancy.kcp.io", "v1alpha1", "Workspace"),
             "workspaces",
@@ -68,7 +80,10 @@ impl KcpAdmin {
             "apiVersion": "tenancy.kcp.io/v1alpha1",
             "kind": "Workspace",
             "metadata": { "name": name },
-            "spec": {},
+            "spec": match shard {
+                Some(shard) => json!({"location": {"selector": {"matchLabels": {"name": shard}}}}),
+                None => json!({}),
+            },
         }))?;
         match api.create(&PostParams::default(), &workspace).await {
             Ok(_) => {}

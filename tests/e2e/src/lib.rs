@@ -65,6 +65,71 @@ impl Env {
     pub async fn cluster_client(&self, cluster: &str) -> Result<kube::Client> {
         client_from_kubeconfig(&self.cluster_kubeconfig(cluster), None).await
     }
+
+    /// The kcp shards the environment runs, root first: `["root"]`, or `["root", "shard-1"]`
+    /// for `cargo xtask env up --shards 2` (recorded in `state.json`).
+    pub fn shards(&self) -> Result<Vec<String>> {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json"))?)?;
+        let count = state["shards"].as_u64().unwrap_or(1).max(1);
+        Ok((0..count)
+            .map(|i| {
+                if i == 0 {
+                    "root".to_string()
+                } else {
+                    format!("shard-{i}")
+                }
+            })
+            .collect())
+    }
+
+    /// The shard a scenario's provider workspace is placed on: none on a single shard, else
+    /// the root shard (kcp would pick one at random), so that the tests that stop `shard-1`
+    /// know the export and its endpoint slice stay reachable.
+    pub fn provider_shard(&self) -> Result<Option<String>> {
+        let shards = self.shards()?;
+        Ok((shards.len() > 1).then(|| shards[0].clone()))
+    }
+
+    /// The shard a scenario's tenant `i` is placed on: none on a single shard (kcp's
+    /// default), else round robin starting with the second shard, so that a scenario with
+    /// one tenant puts it on another shard than its provider workspace (on root) and one with
+    /// two tenants has one on each shard.
+    pub fn tenant_shard(&self, i: usize) -> Result<Option<String>> {
+        let shards = self.shards()?;
+        Ok((shards.len() > 1).then(|| shards[(i + 1) % shards.len()].clone()))
+    }
+
+    /// The shard-admin kubeconfig of one shard, straight to it (context `shard-base`); only a
+    /// sharded environment writes them.
+    pub fn shard_kubeconfig(&self, shard: &str) -> PathBuf {
+        self.dir.join("shards").join(format!("{shard}.kubeconfig"))
+    }
+
+    /// The shard that holds logical cluster `cluster` (asks each shard directly).
+    pub async fn shard_holding(&self, cluster: &str) -> Result<String> {
+        for shard in self.shards()? {
+            let config = config_from_kubeconfig(&self.shard_kubeconfig(&shard), None).await?;
+            let mut config = config;
+            config.cluster_url = format!(
+                "{}/clusters/{cluster}",
+                config.cluster_url.to_string().trim_end_matches('/')
+            )
+            .parse()?;
+            let client = kube::Client::try_from(config)?;
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(
+                client,
+                &kube::discovery::ApiResource::from_gvk_with_plural(
+                    &kube::core::GroupVersionKind::gvk("core.kcp.io", "v1alpha1", "LogicalCluster"),
+                    "logicalclusters",
+                ),
+            );
+            if api.get_opt("cluster").await?.is_some() {
+                return Ok(shard);
+            }
+        }
+        bail!("no shard holds logical cluster {cluster}")
+    }
 }
 
 /// A server process of the environment stopped with SIGSTOP (it accepts connections but
@@ -88,6 +153,32 @@ impl Env {
         let pid = u32::try_from(pid)?;
         signal(pid, "-STOP")?;
         Ok(Paused { pid })
+    }
+}
+
+impl Env {
+    /// Runs `cargo xtask env restart <name>` (with `--kill`: SIGKILL, a crash): the process
+    /// starts again with the same command line and data, and this returns once it is ready.
+    /// The xtask binary is `$FERRY_XTASK`, else the one `cargo xtask` built beside the tests.
+    pub fn restart_process(&self, name: &str, kill: bool) -> Result<()> {
+        let xtask = std::env::var_os("FERRY_XTASK")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ferry::target_dir().join("debug").join("xtask"));
+        let mut command = std::process::Command::new(&xtask);
+        command.args(["env", "restart", name]);
+        if kill {
+            command.arg("--kill");
+        }
+        let output = command
+            .env("FERRY_ENV_DIR", &self.dir)
+            .output()
+            .with_context(|| format!("running {} (set FERRY_XTASK)", xtask.display()))?;
+        let text = String::from_utf8_lossy(&output.stderr);
+        eprintln!("{}", text.trim_end());
+        if !output.status.success() {
+            bail!("restarting {name} failed:\n{text}");
+        }
+        Ok(())
     }
 }
 

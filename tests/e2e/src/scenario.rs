@@ -38,15 +38,23 @@ impl Scenario {
     ) -> Result<Scenario> {
         let admin = KcpAdmin::new(env).await?;
         let suffix = crate::unique_suffix();
-        let provider = ferry::platform(&admin, &format!("{name}-platform-{suffix}")).await?;
+        let provider = ferry::platform_on(
+            &admin,
+            &format!("{name}-platform-{suffix}"),
+            env.provider_shard()?.as_deref(),
+        )
+        .await?;
         let mut workspaces = Vec::new();
         for i in 0..tenants {
+            // On a sharded kcp, tenants spread over the shards (see `Env::tenant_shard`).
+            let shard = env.tenant_shard(i)?;
             workspaces.push(
-                ferry::tenant(
+                ferry::tenant_on(
                     &admin,
                     &provider,
                     &format!("{name}-team{i}-{suffix}"),
                     "demo",
+                    shard.as_deref(),
                 )
                 .await?,
             );

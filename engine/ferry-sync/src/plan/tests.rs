@@ -142,7 +142,7 @@ fn snapshot(upstream: Option<Arc<DynamicObject>>) -> Snapshot {
 fn cx() -> PlanContext<'static> {
     PlanContext {
         owner: OWNER,
-        workspace_path: None,
+        workspace: None,
     }
 }
 
@@ -618,4 +618,95 @@ fn a_plugin_cannot_forge_ferrys_identity_or_digest() {
         "web"
     );
     assert_ne!(body["metadata"]["annotations"][APPLIED], "x");
+}
+
+/// A chain that places by workspace path (like a `root:org-eu:*` rule) and records the
+/// contexts it was called with.
+#[derive(Default)]
+struct ByWorkspace {
+    seen: Mutex<Vec<ObjectContext>>,
+}
+
+impl PluginChain for ByWorkspace {
+    fn place(
+        &self,
+        context: &ObjectContext,
+        _: &Value,
+        targets: &[Target],
+    ) -> Result<Vec<String>, HookError> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(context.clone());
+        }
+        let eu = context
+            .workspace_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with("root:org-eu:"));
+        Ok(targets
+            .iter()
+            .filter(|t| eu == (t.name == "c1"))
+            .map(|t| t.name.clone())
+            .collect())
+    }
+    fn transform(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        _: &Target,
+    ) -> Result<Option<Value>, HookError> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(context.clone());
+        }
+        Ok(Some(object.clone()))
+    }
+    fn aggregate_status(
+        &self,
+        _: &ObjectContext,
+        _: &Value,
+        _: &[Downstream],
+    ) -> Result<Option<Value>, HookError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn the_workspace_context_reaches_every_hook_and_its_path_is_recorded_on_the_copy() {
+    let workspace = crate::workspaces::Workspace {
+        path: Some("root:org-eu:team-a".into()),
+        labels: [("team".to_string(), "alpha".to_string())].into(),
+        annotations: Default::default(),
+    };
+    let chain = ByWorkspace::default();
+    let in_eu = PlanContext {
+        owner: OWNER,
+        workspace: Some(&workspace),
+    };
+    let planned = plan(&snapshot(Some(live())), &chain, in_eu);
+    assert_eq!(planned.placement, Placement::Chosen(vec!["c1".into()]));
+    let seen = chain.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2, "place and one transform");
+    for context in seen {
+        assert_eq!(
+            context.workspace_path.as_deref(),
+            Some("root:org-eu:team-a")
+        );
+        assert_eq!(context.workspace_labels, workspace.labels);
+    }
+    let (_, copy) = applied_copy(&planned, "c1");
+    let annotations = copy.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get(ferry_core::identity::WORKSPACE)
+            .map(String::as_str),
+        Some("root:org-eu:team-a")
+    );
+
+    // A tenant that did not accept the claim: no path, placed by the rest of the rule.
+    let chain = ByWorkspace::default();
+    let planned = plan(&snapshot(Some(live())), &chain, cx());
+    assert_eq!(planned.placement, Placement::Chosen(vec!["c2".into()]));
+    let seen = chain.seen.lock().expect("seen").clone();
+    assert!(
+        seen.iter()
+            .all(|c| c.workspace_path.is_none() && c.workspace_labels.is_empty())
+    );
 }

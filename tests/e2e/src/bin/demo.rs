@@ -36,7 +36,7 @@ async fn setup(admin: &KcpAdmin) -> Result<()> {
     for name in TENANTS {
         tenant(admin, &provider, name, "demo").await?;
         println!(
-            "    root:{name} binds the export and accepts its claim on events (examples/tenant/)"
+            "    root:{name} binds the export and accepts its claims: events, its LogicalCluster (workspace path), configmaps, secrets (examples/tenant/)"
         );
     }
     Ok(())
