@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::plugin::{ObjectContext, Target};
+use crate::plugin::{ObjectContext, ObjectRef, Target};
 
 /// Largest output a hook may return, in bytes of JSON. The Kubernetes API server refuses
 /// requests over 3 MiB, so anything larger could never be applied and only costs memory.
@@ -120,6 +120,23 @@ pub enum OutputError {
     /// A placement named the same target twice.
     #[error("placement names target {0:?} twice")]
     DuplicateTarget(String),
+    /// A transform (contract v0.2.0) answered for a target it was not given.
+    #[error("transform answers for target {0:?}, which it was not given")]
+    UnknownOutcomeTarget(String),
+    /// A transform (contract v0.2.0) answered for the same target twice.
+    #[error("transform answers for target {0:?} twice")]
+    DuplicateOutcomeTarget(String),
+    /// A transform (contract v0.2.0) gave no outcome for a target it was given.
+    #[error("transform gives no outcome for target {0:?}")]
+    MissingOutcome(String),
+    /// A dependency reference (contract v0.2.0) cannot name a Kubernetes object.
+    #[error("dependency {reference} is invalid: {reason}")]
+    InvalidReference {
+        /// The reference as `group/resource/name` (`resource/name` for the core group).
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Checks a placement: only configured targets, each at most once. Returns the names in the
@@ -189,6 +206,91 @@ pub fn transform(
     Ok(object)
 }
 
+/// Checks the target names of a transform's per-target outcomes (contract v0.2.0): exactly
+/// one outcome for every target given, none for any other.
+pub fn outcome_targets<'a>(
+    answered: impl IntoIterator<Item = &'a str>,
+    targets: &[Target],
+) -> Result<(), OutputError> {
+    let given: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    for name in answered {
+        if !given.contains(name) {
+            return Err(OutputError::UnknownOutcomeTarget(name.to_owned()));
+        }
+        if !seen.insert(name) {
+            return Err(OutputError::DuplicateOutcomeTarget(name.to_owned()));
+        }
+    }
+    match given.difference(&seen).next() {
+        Some(missing) => Err(OutputError::MissingOutcome((*missing).to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// Checks a dependencies hook's output (contract v0.2.0) and merges it: every reference
+/// names an object the API could hold (group empty or a DNS subdomain, resource a DNS label,
+/// name a DNS subdomain, the rule for ConfigMaps, Secrets, ServiceAccounts and most other
+/// objects); the same object mentioned twice becomes one reference, optional only if every
+/// mention is. Returns the references sorted by group, resource and name.
+pub fn dependencies(refs: Vec<ObjectRef>) -> Result<Vec<ObjectRef>, OutputError> {
+    let mut merged: std::collections::BTreeMap<(String, String, String), bool> =
+        std::collections::BTreeMap::new();
+    for r in refs {
+        let invalid = |reason: String| OutputError::InvalidReference {
+            reference: if r.group.is_empty() {
+                format!("{}/{}", r.resource, r.name)
+            } else {
+                format!("{}/{}/{}", r.group, r.resource, r.name)
+            },
+            reason,
+        };
+        if !r.group.is_empty() && !is_dns_subdomain(&r.group) {
+            return Err(invalid(format!(
+                "group {:?} is not a DNS subdomain",
+                r.group
+            )));
+        }
+        if !is_dns_label(&r.resource) {
+            return Err(invalid(format!(
+                "resource {:?} is not a plural resource name (a DNS label)",
+                r.resource
+            )));
+        }
+        if !is_dns_subdomain(&r.name) {
+            return Err(invalid(format!("name {:?} is not a DNS subdomain", r.name)));
+        }
+        merged
+            .entry((r.group, r.resource, r.name))
+            .and_modify(|optional| *optional &= r.optional)
+            .or_insert(r.optional);
+    }
+    Ok(merged
+        .into_iter()
+        .map(|((group, resource, name), optional)| ObjectRef {
+            group,
+            resource,
+            name,
+            optional,
+        })
+        .collect())
+}
+
+/// RFC 1123 label as Kubernetes checks it: 1 to 63 lowercase alphanumerics or `-`, starting
+/// and ending with an alphanumeric.
+fn is_dns_label(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| alnum(c) || c == '-')
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+}
+
+/// RFC 1123 subdomain as Kubernetes checks it: at most 253 characters, dot-separated labels.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// Checks a status aggregation's output: a JSON object (the new `status` stanza).
 pub fn status(output: &str) -> Result<Value, OutputError> {
     json_object(output)
@@ -228,6 +330,84 @@ fn required_str<'a>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn dep(resource: &str, name: &str, optional: bool) -> ObjectRef {
+        ObjectRef {
+            group: String::new(),
+            resource: resource.into(),
+            name: name.into(),
+            optional,
+        }
+    }
+
+    #[test]
+    fn outcomes_must_answer_every_given_target_exactly_once() {
+        let targets = [Target::new("a"), Target::new("b")];
+        assert!(outcome_targets(["b", "a"], &targets).is_ok());
+        assert!(matches!(
+            outcome_targets(["a"], &targets),
+            Err(OutputError::MissingOutcome(t)) if t == "b"
+        ));
+        assert!(matches!(
+            outcome_targets(["a", "b", "a"], &targets),
+            Err(OutputError::DuplicateOutcomeTarget(t)) if t == "a"
+        ));
+        assert!(matches!(
+            outcome_targets(["a", "b", "c"], &targets),
+            Err(OutputError::UnknownOutcomeTarget(t)) if t == "c"
+        ));
+    }
+
+    #[test]
+    fn duplicate_dependencies_merge_and_stay_required_if_any_mention_is() {
+        let merged = dependencies(vec![
+            dep("secrets", "db", true),
+            dep("configmaps", "settings", true),
+            dep("secrets", "db", false),
+            dep("configmaps", "settings", true),
+        ])
+        .expect("valid");
+        assert_eq!(
+            merged,
+            vec![
+                dep("configmaps", "settings", true),
+                dep("secrets", "db", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn dependencies_that_cannot_name_an_object_are_refused() {
+        for (group, resource, name) in [
+            ("", "", "settings"),
+            ("", "configmaps", ""),
+            ("", "configmaps", "Not_A_Name"),
+            ("", "ConfigMaps", "settings"),
+            ("Apps", "deployments", "web"),
+            ("", "configmaps", "-leading-dash"),
+        ] {
+            let r = ObjectRef {
+                group: group.into(),
+                resource: resource.into(),
+                name: name.into(),
+                optional: false,
+            };
+            assert!(
+                matches!(
+                    dependencies(vec![r]),
+                    Err(OutputError::InvalidReference { .. })
+                ),
+                "{group}/{resource}/{name} was accepted"
+            );
+        }
+        let ok = ObjectRef {
+            group: "apps.example.com".into(),
+            resource: "widgets".into(),
+            name: "web.v1".into(),
+            optional: false,
+        };
+        assert!(dependencies(vec![ok]).is_ok());
+    }
 
     fn context() -> ObjectContext {
         ObjectContext {

@@ -172,6 +172,108 @@ fn main() {
         fmt(load_cached)
     );
     println!();
+    boundary_cost(&runtime, &context, &object, iterations);
+}
+
+/// The engine's transform step for one object placed on three targets, per contract version.
+/// Both fixtures run the same transformation (`tests/plugins/frozen-v0-1-0/src/logic.rs`),
+/// so the difference is the boundary: serialisations, instances and parses.
+fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, iterations: usize) {
+    let load = |name: &str| match ferry_wasm::testing::component(name) {
+        // A loaded machine must not turn a slow sample into a failed run.
+        Ok(path) => runtime
+            .load_file(
+                path,
+                PluginOptions::default()
+                    .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10))),
+            )
+            .unwrap(),
+        Err(missing) => {
+            eprintln!("{missing}");
+            std::process::exit(1);
+        }
+    };
+    let v1 = load("frozen-v0-1-0");
+    let v2 = load("contract-v0-2-0");
+    let targets: Vec<Target> = ["cluster-1", "cluster-2", "cluster-3"]
+        .into_iter()
+        .map(Target::new)
+        .collect();
+    // Same logic, same answers.
+    let per_target: Vec<_> = targets
+        .iter()
+        .map(|t| v1.transform(context, object, t).unwrap())
+        .collect();
+    let all: Vec<_> = v2
+        .transform_all(context, object, &targets)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.unwrap())
+        .collect();
+    assert_eq!(per_target, all, "v0.1.0 and v0.2.0 fixtures disagree");
+
+    let rows = [
+        (
+            "before: v0.1.0, transform per target",
+            measure(iterations, || {
+                for t in &targets {
+                    black_box(v1.transform(context, black_box(object), t).unwrap());
+                }
+            }),
+        ),
+        (
+            "v0.1.0, transform_all (object serialised once)",
+            measure(iterations, || {
+                black_box(
+                    v1.transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "after: v0.2.0, transform_all (one call)",
+            measure(iterations, || {
+                black_box(
+                    v2.transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "v0.1.0, one target",
+            measure(iterations, || {
+                black_box(
+                    v1.transform(context, black_box(object), &targets[0])
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "v0.2.0, one target",
+            measure(iterations, || {
+                black_box(
+                    v2.transform(context, black_box(object), &targets[0])
+                        .unwrap(),
+                );
+            }),
+        ),
+    ];
+    println!("Boundary cost: one object on 3 targets (same transformation in both fixtures)");
+    println!();
+    println!(
+        "{:<48} {:>10} {:>10} {:>10}",
+        "transform step per object", "p50", "p99", "mean"
+    );
+    for (name, s) in &rows {
+        println!(
+            "{:<48} {:>10} {:>10} {:>10}",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean)
+        );
+    }
+    println!();
 }
 
 struct Stats {

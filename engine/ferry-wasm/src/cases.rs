@@ -6,16 +6,22 @@
 //!
 //! | file | required | content |
 //! |---|---|---|
-//! | `case.yaml` | yes | `hook:` `place`, `transform` or `aggregate-status`; optional `description:`, `target:` (transform: which target of `targets.yaml`, default the first) and `context:` (`logicalCluster`, `workspacePath`, `namespace`, `downstreamNamespace`) |
+//! | `case.yaml` | yes | `hook:` `place`, `transform`, `aggregate-status` or `dependencies`; optional `description:`, `target:` (transform: which target of `targets.yaml`, default the first) and `context:` (`logicalCluster`, `workspacePath`, `workspaceLabels`, `workspaceAnnotations`, `namespace`, `downstreamNamespace`) |
 //! | `object.yaml` | yes | the upstream object, as plain Kubernetes YAML |
 //! | `targets.yaml` | place, transform | list of `{name, labels}` |
 //! | `config.yaml` | no | the plugin configuration (absent means `null`) |
 //! | `downstream/<target>.yaml` | status | the live object on each target; a target of `targets.yaml` without a file has no copy |
-//! | `expected.yaml` | one of the two | the result: target names (place, any order), the downstream object (transform) or the status (aggregate-status); `null` for "none" |
+//! | `expected.yaml` | one of the two | the result: target names (place, any order), the downstream object (transform), the status (aggregate-status) or the references (dependencies: `{group, resource, name}` plus `optional: true`, any order); `null` for "none" |
 //! | `error.yaml` | one of the two | `kind:` an [`ErrorKind`] such as `invalid-input`, optional `message:` that the error text must contain |
 //!
 //! Context defaults: `logicalCluster` from the object's `kcp.io/cluster` annotation (else
-//! `test-cluster`), `namespace` from the object, `downstreamNamespace` `ferry-test`.
+//! `test-cluster`), `namespace` from the object, `downstreamNamespace` `ferry-test`, no
+//! workspace path, labels or annotations (a v0.1.0 plugin never sees the labels and
+//! annotations).
+//!
+//! A transform case runs one target whatever the plugin's contract version: a v0.2.0 plugin
+//! is given that one target and its outcome is the case's result (`null` for a skip, the
+//! target's own error for a failed outcome).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -92,6 +98,12 @@ pub struct ContextOverrides {
     pub logical_cluster: Option<String>,
     /// Workspace path; default none.
     pub workspace_path: Option<String>,
+    /// Opted-in labels of the workspace (contract v0.2.0); default none.
+    #[serde(default)]
+    pub workspace_labels: BTreeMap<String, String>,
+    /// Opted-in annotations of the workspace (contract v0.2.0); default none.
+    #[serde(default)]
+    pub workspace_annotations: BTreeMap<String, String>,
     /// Upstream namespace; default the object's, else `default`.
     pub namespace: Option<String>,
     /// Mapped downstream namespace; default `ferry-test`.
@@ -111,8 +123,8 @@ impl ContextOverrides {
                 .or_else(|| annotation.map(str::to_owned))
                 .unwrap_or_else(|| "test-cluster".into()),
             workspace_path: self.workspace_path,
-            workspace_labels: BTreeMap::new(),
-            workspace_annotations: BTreeMap::new(),
+            workspace_labels: self.workspace_labels,
+            workspace_annotations: self.workspace_annotations,
             namespace: self.namespace.unwrap_or_else(|| {
                 object
                     .pointer("/metadata/namespace")
@@ -214,6 +226,13 @@ impl Case {
             reason,
         };
         let file: CaseFile = read_yaml(&dir.join("case.yaml"))?;
+        if file.hook == Hook::Configure {
+            return Err(invalid(
+                "`hook: configure` cannot be tested alone: it runs before every hook (give \
+                 config.yaml to a case of another hook)"
+                    .into(),
+            ));
+        }
         let object: Value = read_yaml(&dir.join("object.yaml"))?;
         let targets: Vec<Target> = read_optional(&dir.join("targets.yaml"))?.unwrap_or_default();
         let config: Value = read_optional(&dir.join("config.yaml"))?.unwrap_or(Value::Null);
@@ -300,8 +319,11 @@ impl Case {
                     Hook::AggregateStatus => plugin
                         .aggregate_status(&self.context, &self.object, &self.downstream)
                         .map(|o| o.unwrap_or(Value::Null)),
-                    // v0.1.0 has no `dependencies` hook; the v0.2.0 host adds it.
-                    Hook::Configure | Hook::Dependencies => Ok(Value::Null),
+                    Hook::Dependencies => plugin
+                        .dependencies(&self.context, &self.object)
+                        .map(|refs| serde_json::to_value(refs).unwrap_or(Value::Null)),
+                    // Not a hook a case can name: `configure` runs before every hook.
+                    Hook::Configure => Ok(Value::Null),
                 };
                 match result {
                     Ok(value) => Expected::Output(value),
@@ -367,7 +389,11 @@ fn error_of(error: &CallError) -> ExpectedError {
 
 fn matches(expected: &Expected, actual: &Expected, hook: Hook) -> bool {
     match (expected, actual) {
-        (Expected::Output(e), Expected::Output(a)) if hook == Hook::Place => sorted(e) == sorted(a),
+        (Expected::Output(e), Expected::Output(a))
+            if matches!(hook, Hook::Place | Hook::Dependencies) =>
+        {
+            sorted(e) == sorted(a)
+        }
         (Expected::Output(e), Expected::Output(a)) => e == a,
         (Expected::Error(e), Expected::Error(a)) => {
             e.kind == a.kind

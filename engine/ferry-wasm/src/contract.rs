@@ -9,8 +9,8 @@ use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 
-use crate::bindings::v0_1_0;
 use crate::error::LoadError;
+use crate::versions::{self, Contract};
 
 /// Marker error returned by every stubbed import. Calls are classified by downcasting to
 /// this type, never by reading the message.
@@ -20,19 +20,53 @@ pub(crate) struct CapabilityDenied {
     pub(crate) import: String,
 }
 
-/// The hooks a component exports, after its contract version was checked.
-pub(crate) fn exported_hooks(
+/// What a component is, read from its type: the contract version it speaks and the hooks
+/// it exports.
+pub(crate) struct Shape {
+    /// The contract of the version its `ferry:sync` exports and imports name.
+    pub(crate) contract: &'static Contract,
+    /// The hook interfaces it exports.
+    pub(crate) hooks: BTreeSet<Hook>,
+}
+
+/// The contract version and hooks of a component, refused when it speaks a version this
+/// runtime has no bindings for, several versions at once, or exports no hook at all.
+pub(crate) fn shape(
     plugin: &str,
     component: &Component,
     engine: &Engine,
-) -> Result<BTreeSet<Hook>, LoadError> {
+) -> Result<Shape, LoadError> {
     let ty = component.component_type();
     let mut hooks = BTreeSet::new();
-    for (name, _) in ty.exports(engine) {
+    let mut contract: Option<(&'static Contract, String)> = None;
+    // Imports of our own package count too: a plugin built against a newer log interface
+    // would otherwise fail at link time with a less helpful message.
+    let exports = ty.exports(engine).map(|(name, _)| (name, true));
+    let imports = ty.imports(engine).map(|(name, _)| (name, false));
+    for (name, exported) in exports.chain(imports) {
         let Some((interface, version)) = ferry_interface(name) else {
             continue;
         };
-        check_version(plugin, name, version)?;
+        let found =
+            versions::contract(version).ok_or_else(|| LoadError::UnsupportedWitVersion {
+                plugin: plugin.to_owned(),
+                found: name.to_owned(),
+                supported: supported(),
+            })?;
+        match &contract {
+            Some((first, first_name)) if first.version != found.version => {
+                return Err(LoadError::MixedWitVersions {
+                    plugin: plugin.to_owned(),
+                    first: first_name.clone(),
+                    second: name.to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => contract = Some((found, name.to_owned())),
+        }
+        if !exported {
+            continue;
+        }
         if let Some(hook) = Hook::ALL
             .into_iter()
             .find(|h| h.wit_interface() == interface)
@@ -40,40 +74,25 @@ pub(crate) fn exported_hooks(
             hooks.insert(hook);
         }
     }
-    // Imports of our own package must match too: a plugin built against a newer log
-    // interface would otherwise fail at link time with a less helpful message.
-    for (name, _) in ty.imports(engine) {
-        if let Some((_, version)) = ferry_interface(name) {
-            check_version(plugin, name, version)?;
-        }
+    let not_a_plugin = || LoadError::NotAPlugin {
+        plugin: plugin.to_owned(),
+    };
+    if !hooks.iter().any(|h| *h != Hook::Configure) {
+        return Err(not_a_plugin());
     }
-    if !hooks
-        .iter()
-        .any(|h| matches!(h, Hook::Place | Hook::Transform | Hook::AggregateStatus))
-    {
-        return Err(LoadError::NotAPlugin {
-            plugin: plugin.to_owned(),
-        });
-    }
-    Ok(hooks)
+    let (contract, _) = contract.ok_or_else(not_a_plugin)?;
+    Ok(Shape { contract, hooks })
+}
+
+/// The supported versions, for error messages: `0.1.0, 0.2.0`.
+fn supported() -> String {
+    crate::SUPPORTED_WIT_VERSIONS.join(", ")
 }
 
 /// Splits `ferry:sync/<interface>@<version>` into interface and version.
 fn ferry_interface(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix(v0_1_0::PACKAGE)?.strip_prefix('/')?;
+    let rest = name.strip_prefix(versions::PACKAGE)?.strip_prefix('/')?;
     Some(rest.split_once('@').unwrap_or((rest, "")))
-}
-
-fn check_version(plugin: &str, name: &str, version: &str) -> Result<(), LoadError> {
-    if version == v0_1_0::VERSION {
-        Ok(())
-    } else {
-        Err(LoadError::UnsupportedWitVersion {
-            plugin: plugin.to_owned(),
-            found: name.to_owned(),
-            supported: v0_1_0::VERSION.to_owned(),
-        })
-    }
 }
 
 /// Defines every import of `component` that the linker does not already provide as a stub

@@ -28,7 +28,7 @@ pub enum LoadError {
         source: wasmtime::Error,
     },
     /// The component speaks a version of the Ferry contract this runtime does not.
-    #[error("plugin {plugin} uses {found}; this Ferry supports ferry:sync@{supported}")]
+    #[error("plugin {plugin} uses {found}; this Ferry supports ferry:sync versions {supported}")]
     UnsupportedWitVersion {
         /// Plugin name.
         plugin: String,
@@ -37,9 +37,22 @@ pub enum LoadError {
         /// Supported versions, comma-separated.
         supported: String,
     },
+    /// The component names two versions of the contract (e.g. exports `transform@0.2.0`
+    /// and imports `log@0.1.0`): it was built from mixed WIT folders.
+    #[error(
+        "plugin {plugin} mixes contract versions ({first} and {second}); build it from one wit/ folder"
+    )]
+    MixedWitVersions {
+        /// Plugin name.
+        plugin: String,
+        /// The first interface found.
+        first: String,
+        /// An interface of another version.
+        second: String,
+    },
     /// The component exports no Ferry hook at all.
     #[error(
-        "plugin {plugin} exports no ferry:sync hook interface (placement, transform or status)"
+        "plugin {plugin} exports no ferry:sync hook interface (placement, transform, status or dependencies)"
     )]
     NotAPlugin {
         /// Plugin name.

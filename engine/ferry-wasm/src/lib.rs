@@ -1,4 +1,4 @@
-//! Ferry's sandboxed WebAssembly runtime for plugins (WIT `ferry:sync@0.1.0`).
+//! Ferry's sandboxed WebAssembly runtime for plugins (WIT `ferry:sync@0.1.0` and `@0.2.0`).
 //!
 //! ```no_run
 //! use ferry_wasm::{PluginOptions, Runtime, RuntimeConfig};
@@ -17,11 +17,12 @@
 //! - every call has an epoch deadline and every instance a memory cap ([`Limits`]);
 //! - the only import granted is structured logging; any other import (e.g. WASI) is linked
 //!   to a stub that fails the call ([`CallError::CapabilityDenied`]);
-//! - the contract version is checked from the component's type before instantiation;
+//! - the contract version is read from the component's type before instantiation and picks
+//!   the bindings of that version (`versions`); other versions are refused;
 //! - output is validated ([`ferry_core::validate`]) before a caller sees it.
 #![deny(missing_docs)]
 
-mod bindings;
+#[cfg(feature = "test-support")]
 pub mod cases;
 mod config;
 mod contract;
@@ -30,13 +31,15 @@ mod log;
 mod plugin;
 mod reuse;
 mod runtime;
+#[cfg(feature = "test-support")]
 pub mod testing;
+mod versions;
 
 pub use config::{CallObserver, CallReport, Limits, PluginOptions, RuntimeConfig};
 pub use error::{CallError, ErrorKind, LoadError};
-pub use plugin::Plugin;
+pub use plugin::{Plugin, TargetResult};
 pub use reuse::ReusedInstance;
 pub use runtime::{Runtime, RuntimeError};
 
 /// Versions of the `ferry:sync` contract this runtime can load.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[bindings::v0_1_0::VERSION];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[versions::v0_1_0::VERSION, versions::v0_2_0::VERSION];

@@ -3,7 +3,15 @@
 
 use ferry_core::Hook;
 
-use crate::bindings::v0_1_0::ferry::sync::log::Level;
+/// Severity of a guest log line, the same in every contract version.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
 
 /// Lines kept per call; the rest are counted and reported once.
 const MAX_LINES: u32 = 32;

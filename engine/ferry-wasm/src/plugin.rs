@@ -5,17 +5,22 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_core::{Downstream, Hook, ObjectContext, PluginError, PluginErrorKind, Target, validate};
+use ferry_core::{
+    Downstream, Hook, ObjectContext, ObjectRef, PluginError, PluginErrorKind, Target, validate,
+};
 use serde_json::Value;
-use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{PoolConcurrencyLimitError, ResourceLimiter, Store, Trap};
 
-use crate::bindings::v0_1_0 as wit;
 use crate::config::{CallReport, Limits, PluginOptions};
 use crate::contract::{self, CapabilityDenied};
-use crate::error::{CallError, LoadError};
+use crate::error::{CallError, ErrorKind, LoadError};
 use crate::runtime::Runtime;
-use wit::exports::ferry::sync::{config, placement, status, transform};
+use crate::versions::{Guest, HookResult, RawOutcome};
+
+/// One target's transform result: the object to apply, `None` to leave the target without a
+/// copy, or why this target alone failed.
+pub type TargetResult = (String, Result<Option<Value>, CallError>);
 
 /// A loaded plugin. Cheap to clone, `Send + Sync`: share one handle between all workers.
 /// Calls are synchronous and CPU-bound (bounded by the deadline); async callers run them on
@@ -30,19 +35,13 @@ struct Inner {
     name: String,
     digest: String,
     pre: InstancePre<CallState>,
-    indices: Indices,
+    /// The exports, through the bindings of the contract version the component speaks.
+    guest: Box<dyn Guest>,
+    version: &'static str,
     hooks: BTreeSet<Hook>,
     config_json: String,
     limits: Limits,
     options: PluginOptions,
-}
-
-/// Export lookups resolved once at load time, so a call does no string lookups.
-struct Indices {
-    config: Option<config::GuestIndices>,
-    placement: Option<placement::GuestIndices>,
-    transform: Option<transform::GuestIndices>,
-    status: Option<status::GuestIndices>,
 }
 
 impl Plugin {
@@ -74,23 +73,17 @@ impl Plugin {
 
         // The contract version is read from the component's type: nothing of the guest has
         // run yet when an unsupported version is refused.
-        let hooks = contract::exported_hooks(&name, &component, engine)?;
+        let shape = contract::shape(&name, &component, engine)?;
 
         let link = |e| LoadError::Link {
             plugin: name.clone(),
             source: e,
         };
         let mut linker: Linker<CallState> = Linker::new(engine);
-        wit::ferry::sync::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(link)?;
+        (shape.contract.link)(&mut linker).map_err(link)?;
         contract::deny_other_imports(&mut linker, &component, engine).map_err(link)?;
         let pre = linker.instantiate_pre(&component).map_err(link)?;
-        let indices = Indices {
-            config: config::GuestIndices::new(&pre).ok(),
-            placement: placement::GuestIndices::new(&pre).ok(),
-            transform: transform::GuestIndices::new(&pre).ok(),
-            status: status::GuestIndices::new(&pre).ok(),
-        };
+        let guest = (shape.contract.load)(&pre);
 
         let config_json = options.config.to_string();
         let plugin = Plugin {
@@ -99,8 +92,9 @@ impl Plugin {
                 name: name.clone(),
                 digest,
                 pre,
-                indices,
-                hooks,
+                guest,
+                version: shape.contract.version,
+                hooks: shape.hooks,
                 config_json,
                 limits,
                 options,
@@ -137,7 +131,13 @@ impl Plugin {
     /// configured for a hook it lacks would fail on every object.
     #[must_use]
     pub fn exports(&self, hook: Hook) -> bool {
-        self.inner.hooks.contains(&hook)
+        self.inner.hooks.contains(&hook) && self.inner.guest.exports(hook)
+    }
+
+    /// The `ferry:sync` contract version the component speaks, e.g. `0.2.0`.
+    #[must_use]
+    pub fn contract_version(&self) -> &'static str {
+        self.inner.version
     }
 
     /// `place`: the targets `object` goes to, validated (only names from `targets`, each once).
@@ -149,43 +149,121 @@ impl Plugin {
     ) -> Result<Vec<String>, CallError> {
         let hook = Hook::Place;
         self.observed(hook, |usage| {
-            let indices = self.indices(hook, self.inner.indices.placement.as_ref())?;
-            let wit_context = to_wit_context(context);
-            let wit_targets: Vec<_> = targets.iter().map(to_wit_target).collect();
+            self.check_exported(hook)?;
             let object = object.to_string();
-            let chosen = self.call(hook, usage, |store, instance| {
-                indices.load(&mut *store, instance)?.call_place(
-                    &mut *store,
-                    &wit_context,
-                    &object,
-                    &wit_targets,
-                )
+            let chosen = self.call(hook, usage, |guest, store, instance| {
+                guest.place(store, instance, context, &object, targets)
             })?;
             validate::placement(chosen, targets).map_err(|source| self.invalid_output(hook, source))
         })
     }
 
-    /// `transform`: the object to apply on `target`, or `None` to skip it. The output is
-    /// validated against `object` and the mapped namespace before it is returned.
+    /// `transform` for one target: the object to apply there, or `None` to skip it. The
+    /// output is validated against `object` and the mapped namespace before it is returned.
+    /// The engine transforms for every placed target at once ([`Plugin::transform_all`]).
     pub fn transform(
         &self,
         context: &ObjectContext,
         object: &Value,
         target: &Target,
     ) -> Result<Option<Value>, CallError> {
-        self.observed(Hook::Transform, |usage| {
-            let output = self.transform_raw(context, &object.to_string(), target, usage)?;
-            output
-                .map(|o| {
-                    validate::transform(&o, object, context, &self.inner.options.transform_policy)
-                        .map_err(|source| self.invalid_output(Hook::Transform, source))
-                })
-                .transpose()
-        })
+        let mut results = self.transform_all(context, object, std::slice::from_ref(target))?;
+        match results.pop() {
+            Some((_, result)) => result,
+            // transform_all answers every target given; one was given.
+            None => Err(self.invalid_output(
+                Hook::Transform,
+                validate::OutputError::MissingOutcome(target.name.clone()),
+            )),
+        }
     }
 
-    /// `transform` on JSON text, unvalidated: for callers that validate themselves (the
-    /// golden-case harness shows raw output) and for benchmarks.
+    /// `transform` for every target the object is placed on: one result per target, in the
+    /// order of `targets`. The object is serialised once. A v0.2.0 component answers every
+    /// target in one call on one instance, and one target's failure leaves the others'
+    /// results; a v0.1.0 component is called once per target, each on a fresh instance, as
+    /// it always was. The outer error fails every target at once: the call itself failed
+    /// (trap, deadline, the plugin's error), or a v0.2.0 answer does not give exactly one
+    /// outcome per target ([`CallError::InvalidOutput`]).
+    pub fn transform_all(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        targets: &[Target],
+    ) -> Result<Vec<TargetResult>, CallError> {
+        let hook = Hook::Transform;
+        let text = object.to_string();
+        if !self.inner.guest.transforms_all_targets_at_once() {
+            return Ok(targets
+                .iter()
+                .map(|target| {
+                    let result = self.observed(hook, |usage| {
+                        self.check_exported(hook)?;
+                        let raw = self.transform_raw(context, &text, target, usage)?;
+                        self.validate_outcome(context, object, raw)
+                    });
+                    (target.name.clone(), result)
+                })
+                .collect());
+        }
+        self.observed_with(
+            hook,
+            |usage| {
+                self.check_exported(hook)?;
+                let mut answered = self.call(hook, usage, |guest, store, instance| {
+                    guest.transform(store, instance, context, &text, targets)
+                })?;
+                validate::outcome_targets(answered.iter().map(|(name, _)| name.as_str()), targets)
+                    .map_err(|source| self.invalid_output(hook, source))?;
+                // Answers come in any order; results go in the order of `targets`. A plugin
+                // usually applies the same text on every target: it is parsed and validated
+                // once (the same text against the same object and context validates the
+                // same way), and later targets get a copy of the result.
+                let mut validated: Vec<(String, Value)> = Vec::new();
+                Ok(targets
+                    .iter()
+                    .map(|target| {
+                        let at = answered
+                            .iter()
+                            .position(|(name, _)| *name == target.name)
+                            .unwrap_or_default();
+                        let (name, raw) = answered.swap_remove(at);
+                        let result = match raw {
+                            RawOutcome::Apply(json) => {
+                                match validated.iter().find(|(text, _)| *text == json) {
+                                    Some((_, value)) => Ok(Some(value.clone())),
+                                    None => {
+                                        let result = validate::transform(
+                                            &json,
+                                            object,
+                                            context,
+                                            &self.inner.options.transform_policy,
+                                        )
+                                        .map_err(|source| self.invalid_output(hook, source));
+                                        if let Ok(value) = &result {
+                                            validated.push((json, value.clone()));
+                                        }
+                                        result.map(Some)
+                                    }
+                                }
+                            }
+                            other => self.validate_outcome(context, object, other),
+                        };
+                        (name, result)
+                    })
+                    .collect())
+            },
+            // One failed target is reported like a failed call: metrics count it.
+            |results: &Vec<TargetResult>| {
+                results
+                    .iter()
+                    .find_map(|(_, r)| r.as_ref().err().map(CallError::kind))
+            },
+        )
+    }
+
+    /// `transform` on JSON text for one target, unvalidated: for benchmarks. `Ok(None)` is a
+    /// skip.
     #[doc(hidden)]
     pub fn transform_json(
         &self,
@@ -194,29 +272,51 @@ impl Plugin {
         target: &Target,
     ) -> Result<Option<String>, CallError> {
         self.observed(Hook::Transform, |usage| {
-            self.transform_raw(context, object, target, usage)
+            self.check_exported(Hook::Transform)?;
+            match self.transform_raw(context, object, target, usage)? {
+                RawOutcome::Apply(json) => Ok(Some(json)),
+                RawOutcome::Skip => Ok(None),
+                RawOutcome::Failed(source) => Err(self.plugin_error(Hook::Transform, source)),
+            }
         })
     }
 
+    /// One target's transform on a fresh instance.
     fn transform_raw(
         &self,
         context: &ObjectContext,
         object: &str,
         target: &Target,
         usage: &mut Usage,
-    ) -> Result<Option<String>, CallError> {
+    ) -> Result<RawOutcome, CallError> {
         let hook = Hook::Transform;
-        let indices = self.indices(hook, self.inner.indices.transform.as_ref())?;
-        let wit_context = to_wit_context(context);
-        let wit_target = to_wit_target(target);
-        self.call(hook, usage, |store, instance| {
-            indices.load(&mut *store, instance)?.call_transform(
-                &mut *store,
-                &wit_context,
-                object,
-                &wit_target,
-            )
-        })
+        let targets = std::slice::from_ref(target);
+        let mut answered = self.call(hook, usage, |guest, store, instance| {
+            guest.transform(store, instance, context, object, targets)
+        })?;
+        validate::outcome_targets(answered.iter().map(|(name, _)| name.as_str()), targets)
+            .map_err(|source| self.invalid_output(hook, source))?;
+        Ok(answered
+            .pop()
+            .map_or(RawOutcome::Skip, |(_, outcome)| outcome))
+    }
+
+    /// One target's outcome, validated as every transform output is.
+    fn validate_outcome(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        raw: RawOutcome,
+    ) -> Result<Option<Value>, CallError> {
+        match raw {
+            RawOutcome::Apply(json) => {
+                validate::transform(&json, object, context, &self.inner.options.transform_policy)
+                    .map(Some)
+                    .map_err(|source| self.invalid_output(Hook::Transform, source))
+            }
+            RawOutcome::Skip => Ok(None),
+            RawOutcome::Failed(source) => Err(self.plugin_error(Hook::Transform, source)),
+        }
     }
 
     /// `aggregate-status`: the upstream status (a JSON object), or `None` to leave it.
@@ -228,27 +328,34 @@ impl Plugin {
     ) -> Result<Option<Value>, CallError> {
         let hook = Hook::AggregateStatus;
         self.observed(hook, |usage| {
-            let indices = self.indices(hook, self.inner.indices.status.as_ref())?;
-            let wit_context = to_wit_context(context);
-            let wit_downstream: Vec<_> = downstream
-                .iter()
-                .map(|d| wit::ferry::sync::types::Downstream {
-                    target: to_wit_target(&d.target),
-                    object: d.object.as_ref().map(Value::to_string),
-                })
-                .collect();
+            self.check_exported(hook)?;
             let object = object.to_string();
-            let output = self.call(hook, usage, |store, instance| {
-                indices.load(&mut *store, instance)?.call_aggregate_status(
-                    &mut *store,
-                    &wit_context,
-                    &object,
-                    &wit_downstream,
-                )
+            let output = self.call(hook, usage, |guest, store, instance| {
+                guest.aggregate_status(store, instance, context, &object, downstream)
             })?;
             output
                 .map(|o| validate::status(&o).map_err(|source| self.invalid_output(hook, source)))
                 .transpose()
+        })
+    }
+
+    /// `dependencies` (contract v0.2.0): the objects `object` needs on its targets, validated
+    /// (every reference can name an object) and merged (each object once, optional only if
+    /// every mention is), sorted. A v0.1.0 component has no such hook:
+    /// [`CallError::HookNotExported`].
+    pub fn dependencies(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+    ) -> Result<Vec<ObjectRef>, CallError> {
+        let hook = Hook::Dependencies;
+        self.observed(hook, |usage| {
+            self.check_exported(hook)?;
+            let object = object.to_string();
+            let refs = self.call(hook, usage, |guest, store, instance| {
+                guest.dependencies(store, instance, context, &object)
+            })?;
+            validate::dependencies(refs).map_err(|source| self.invalid_output(hook, source))
         })
     }
 
@@ -257,6 +364,16 @@ impl Plugin {
         &self,
         hook: Hook,
         f: impl FnOnce(&mut Usage) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        self.observed_with(hook, f, |_| None)
+    }
+
+    /// [`Plugin::observed`] for results that carry failures of their own (`failed_in`).
+    fn observed_with<T>(
+        &self,
+        hook: Hook,
+        f: impl FnOnce(&mut Usage) -> Result<T, CallError>,
+        failed_in: impl FnOnce(&T) -> Option<ErrorKind>,
     ) -> Result<T, CallError> {
         let started = Instant::now();
         let mut usage = Usage::default();
@@ -267,23 +384,38 @@ impl Plugin {
                 hook,
                 elapsed: started.elapsed(),
                 peak_memory: usage.peak_memory,
-                error: result.as_ref().err().map(CallError::kind),
+                error: match &result {
+                    Ok(value) => failed_in(value),
+                    Err(e) => Some(e.kind()),
+                },
             });
         }
         result
     }
 
-    fn indices<'a, I>(&self, hook: Hook, indices: Option<&'a I>) -> Result<&'a I, CallError> {
-        indices.ok_or_else(|| CallError::HookNotExported {
+    fn check_exported(&self, hook: Hook) -> Result<(), CallError> {
+        if self.exports(hook) {
+            Ok(())
+        } else {
+            Err(CallError::HookNotExported {
+                plugin: self.inner.name.clone(),
+                hook,
+            })
+        }
+    }
+
+    fn plugin_error(&self, hook: Hook, source: PluginError) -> CallError {
+        CallError::Plugin {
             plugin: self.inner.name.clone(),
             hook,
-        })
+            source,
+        }
     }
 
     fn probe_config(&self) -> Result<(), CallError> {
-        if self.inner.indices.config.is_some() {
+        if self.inner.guest.exports(Hook::Configure) {
             // Instantiating runs `configure`; no hook needed.
-            return self.call(Hook::Configure, &mut Usage::default(), |_, _| Ok(Ok(())));
+            return self.call(Hook::Configure, &mut Usage::default(), |_, _, _| Ok(Ok(())));
         }
         if self.inner.options.config.is_null() {
             Ok(())
@@ -305,32 +437,24 @@ impl Plugin {
         &self,
         hook: Hook,
         usage: &mut Usage,
-        run: impl FnOnce(
-            &mut Store<CallState>,
-            &Instance,
-        ) -> wasmtime::Result<Result<R, wit::ferry::sync::types::PluginError>>,
+        run: impl FnOnce(&dyn Guest, &mut Store<CallState>, &Instance) -> HookResult<R>,
     ) -> Result<R, CallError> {
         let (mut store, instance) = self.instantiate(hook)?;
+        let guest = self.inner.guest.as_ref();
         let result = (|| {
-            if let Some(config) = &self.inner.indices.config {
-                let configured = config
-                    .load(&mut store, &instance)?
-                    .call_configure(&mut store, &self.inner.config_json)?;
+            if guest.exports(Hook::Configure) {
+                let configured = guest.configure(&mut store, &instance, &self.inner.config_json)?;
                 if let Err(e) = configured {
                     return Ok(Err((Hook::Configure, e)));
                 }
             }
-            Ok(run(&mut store, &instance)?.map_err(|e| (hook, e)))
+            Ok(run(guest, &mut store, &instance)?.map_err(|e| (hook, e)))
         })();
         store.data().log.finish();
         usage.peak_memory = store.data().cap.peak;
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err((hook, e))) => Err(CallError::Plugin {
-                plugin: self.inner.name.clone(),
-                hook,
-                source: from_wit_error(e),
-            }),
+            Ok(Err((hook, e))) => Err(self.plugin_error(hook, e)),
             Err(e) => Err(self.classify(hook, e, store.data())),
         }
     }
@@ -370,12 +494,8 @@ impl Plugin {
         &self.inner.config_json
     }
 
-    pub(crate) fn config_indices(&self) -> Option<&config::GuestIndices> {
-        self.inner.indices.config.as_ref()
-    }
-
-    pub(crate) fn transform_indices(&self) -> Option<&transform::GuestIndices> {
-        self.inner.indices.transform.as_ref()
+    pub(crate) fn guest(&self) -> &dyn Guest {
+        self.inner.guest.as_ref()
     }
 
     fn invalid_output(&self, hook: Hook, source: validate::OutputError) -> CallError {
@@ -450,7 +570,7 @@ struct Usage {
 /// Per-call store data.
 pub(crate) struct CallState {
     cap: MemoryCap,
-    log: crate::log::LogSink,
+    pub(crate) log: crate::log::LogSink,
 }
 
 use crate::log::LogSink;
@@ -501,46 +621,4 @@ impl ResourceLimiter for MemoryCap {
         // Tables hold function references; a plugin needs a few hundred.
         Ok(desired <= 100_000)
     }
-}
-
-impl wit::ferry::sync::log::Host for CallState {
-    fn log(
-        &mut self,
-        level: wit::ferry::sync::log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) {
-        self.log.emit(level, &message, &fields);
-    }
-}
-
-fn to_wit_context(c: &ObjectContext) -> wit::ferry::sync::types::ObjectContext {
-    wit::ferry::sync::types::ObjectContext {
-        logical_cluster: c.logical_cluster.clone(),
-        workspace_path: c.workspace_path.clone(),
-        namespace: c.namespace.clone(),
-        downstream_namespace: c.downstream_namespace.clone(),
-    }
-}
-
-fn to_wit_target(t: &Target) -> wit::ferry::sync::types::Target {
-    wit::ferry::sync::types::Target {
-        name: t.name.clone(),
-        labels: t
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
-}
-
-pub(crate) fn from_wit_error(e: wit::ferry::sync::types::PluginError) -> PluginError {
-    use wit::ferry::sync::types::PluginError as W;
-    let (kind, message) = match e {
-        W::InvalidConfig(m) => (PluginErrorKind::InvalidConfig, m),
-        W::InvalidInput(m) => (PluginErrorKind::InvalidInput, m),
-        W::Unsupported(m) => (PluginErrorKind::Unsupported, m),
-        W::Failed(m) => (PluginErrorKind::Failed, m),
-    };
-    PluginError { kind, message }
 }

@@ -7,7 +7,8 @@ use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use crate::error::CallError;
-use crate::plugin::{CallState, Plugin, from_wit_error};
+use crate::plugin::{CallState, Plugin};
+use crate::versions::RawOutcome;
 
 /// A configured instance reused across `transform` calls. After any failure it is
 /// poisoned and refuses further calls, as a trapped instance must never run again.
@@ -24,17 +25,15 @@ impl ReusedInstance {
     #[doc(hidden)]
     pub fn new(plugin: &Plugin) -> Result<Self, CallError> {
         let (mut store, instance) = plugin.instantiate(Hook::Configure)?;
-        if let Some(config) = plugin.config_indices() {
-            let result = config
-                .load(&mut store, &instance)
-                .and_then(|g| g.call_configure(&mut store, plugin.config_json()));
-            match result {
+        let guest = plugin.guest();
+        if guest.exports(Hook::Configure) {
+            match guest.configure(&mut store, &instance, plugin.config_json()) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+                Ok(Err(source)) => {
                     return Err(CallError::Plugin {
                         plugin: plugin.name().to_owned(),
                         hook: Hook::Configure,
-                        source: from_wit_error(e),
+                        source,
                     });
                 }
                 Err(e) => return Err(plugin.classify(Hook::Configure, e, store.data())),
@@ -50,7 +49,8 @@ impl ReusedInstance {
         })
     }
 
-    /// Runs `transform` on the kept instance; JSON text in and out, unvalidated.
+    /// Runs `transform` for one target on the kept instance; JSON text in and out,
+    /// unvalidated. `Ok(None)` is a skip.
     pub fn transform_json(
         &mut self,
         context: &ObjectContext,
@@ -58,42 +58,35 @@ impl ReusedInstance {
         target: &Target,
     ) -> Result<Option<String>, CallError> {
         let hook = Hook::Transform;
+        let plugin = self.plugin.name().to_owned();
         if self.poisoned {
-            return Err(CallError::Busy {
-                plugin: self.plugin.name().to_owned(),
-                hook,
-            });
+            return Err(CallError::Busy { plugin, hook });
         }
-        let indices =
-            self.plugin
-                .transform_indices()
-                .ok_or_else(|| CallError::HookNotExported {
-                    plugin: self.plugin.name().to_owned(),
-                    hook,
-                })?;
-        let wit_context = crate::bindings::v0_1_0::ferry::sync::types::ObjectContext {
-            logical_cluster: context.logical_cluster.clone(),
-            workspace_path: context.workspace_path.clone(),
-            namespace: context.namespace.clone(),
-            downstream_namespace: context.downstream_namespace.clone(),
-        };
-        let wit_target = crate::bindings::v0_1_0::ferry::sync::types::Target {
-            name: target.name.clone(),
-            labels: target
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        let result = indices
-            .load(&mut self.store, &self.instance)
-            .and_then(|g| g.call_transform(&mut self.store, &wit_context, object, &wit_target));
+        let guest = self.plugin.guest();
+        if !guest.exports(hook) {
+            return Err(CallError::HookNotExported { plugin, hook });
+        }
+        let result = guest.transform(
+            &mut self.store,
+            &self.instance,
+            context,
+            object,
+            std::slice::from_ref(target),
+        );
         match result {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => Err(CallError::Plugin {
-                plugin: self.plugin.name().to_owned(),
+            Ok(Ok(mut outcomes)) => match outcomes.pop().map(|(_, o)| o) {
+                Some(RawOutcome::Apply(json)) => Ok(Some(json)),
+                Some(RawOutcome::Skip) | None => Ok(None),
+                Some(RawOutcome::Failed(source)) => Err(CallError::Plugin {
+                    plugin,
+                    hook,
+                    source,
+                }),
+            },
+            Ok(Err(source)) => Err(CallError::Plugin {
+                plugin,
                 hook,
-                source: from_wit_error(e),
+                source,
             }),
             Err(e) => {
                 self.poisoned = true;

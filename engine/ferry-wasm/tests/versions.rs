@@ -4,7 +4,7 @@ mod common;
 
 use ferry_wasm::{LoadError, PluginOptions};
 
-/// A component exporting `ferry:sync/transform@0.2.0` whose start function would trap if
+/// A component exporting `ferry:sync/transform@0.3.0` whose start function would trap if
 /// it were ever instantiated: the refusal must come first.
 const FUTURE_VERSION: &str = r#"
 (component
@@ -15,7 +15,19 @@ const FUTURE_VERSION: &str = r#"
   (core instance $i (instantiate $m))
   (func $transform (canon lift (core func $i "transform")))
   (instance $exports (export "transform" (func $transform)))
-  (export "ferry:sync/transform@0.2.0" (instance $exports)))
+  (export "ferry:sync/transform@0.3.0" (instance $exports)))
+"#;
+
+/// Exports transform of one version and placement of another.
+const MIXED_VERSIONS: &str = r#"
+(component
+  (core module $m (func (export "f")))
+  (core instance $i (instantiate $m))
+  (func $f (canon lift (core func $i "f")))
+  (instance $a (export "transform" (func $f)))
+  (instance $b (export "place" (func $f)))
+  (export "ferry:sync/transform@0.2.0" (instance $a))
+  (export "ferry:sync/placement@0.1.0" (instance $b)))
 "#;
 
 const NOT_A_PLUGIN: &str = r#"
@@ -35,11 +47,48 @@ fn a_component_of_an_unknown_contract_version_is_refused_before_instantiation() 
         Err(LoadError::UnsupportedWitVersion {
             found, supported, ..
         }) => {
-            assert_eq!(found, "ferry:sync/transform@0.2.0");
-            assert_eq!(supported, "0.1.0");
+            assert_eq!(found, "ferry:sync/transform@0.3.0");
+            assert_eq!(supported, "0.1.0, 0.2.0");
         }
         other => panic!("expected UnsupportedWitVersion, got {:?}", other.err()),
     }
+}
+
+#[test]
+fn the_refusal_names_the_version_found_and_the_versions_supported() {
+    let runtime = common::runtime();
+    let bytes = wat::parse_str(FUTURE_VERSION).expect("valid WAT");
+    let err = runtime
+        .load_bytes(&bytes, PluginOptions::default().name("future"))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin future uses ferry:sync/transform@0.3.0; this Ferry supports ferry:sync versions 0.1.0, 0.2.0"
+    );
+}
+
+#[test]
+fn a_component_mixing_contract_versions_is_refused() {
+    let runtime = common::runtime();
+    let bytes = wat::parse_str(MIXED_VERSIONS).expect("valid WAT");
+    let result = runtime.load_bytes(&bytes, PluginOptions::default().name("mixed"));
+    assert!(
+        matches!(result, Err(LoadError::MixedWitVersions { .. })),
+        "{:?}",
+        result.err()
+    );
+}
+
+#[test]
+fn each_component_is_bound_to_the_contract_version_it_declares() {
+    let runtime = common::runtime();
+    let v1 = common::load(&runtime, "frozen-v0-1-0", Default::default());
+    let v2 = common::load(&runtime, "contract-v0-2-0", Default::default());
+    assert_eq!(v1.contract_version(), "0.1.0");
+    assert_eq!(v2.contract_version(), "0.2.0");
+    assert!(!v1.exports(ferry_core::Hook::Dependencies));
+    assert!(v2.exports(ferry_core::Hook::Dependencies));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The sync engine's plugin chain, on the Wasm runtime: where `ferry-sync` and `ferry-wasm`
 //! meet (neither depends on the other).
 
-use ferry_core::{Downstream, Hook, ObjectContext, Target};
+use ferry_core::{Downstream, Hook, ObjectContext, ObjectRef, Target};
 use ferry_sync::{HookError, PluginChain};
 use ferry_wasm::{CallError, Plugin};
 use serde_json::Value;
@@ -14,6 +14,8 @@ pub struct WasmChain {
     pub transform: Plugin,
     /// `aggregate-status`, if configured.
     pub status: Option<Plugin>,
+    /// `dependencies` (contract v0.2.0), if configured.
+    pub dependencies: Option<Plugin>,
 }
 
 fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
@@ -53,6 +55,42 @@ impl PluginChain for WasmChain {
             .map_err(|e| hook_error(&self.transform, Hook::Transform, e))
     }
 
+    /// One call for every placed target: a v0.2.0 plugin serialises and parses the object
+    /// once and runs on one instance; a v0.1.0 plugin is called per target as before. A
+    /// failure of the whole call fails every target with the same error.
+    fn transform_all(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        targets: &[Target],
+    ) -> Vec<Result<Option<Value>, HookError>> {
+        match self.transform.transform_all(context, object, targets) {
+            Ok(results) => results
+                .into_iter()
+                .map(|(_, result)| {
+                    result.map_err(|e| hook_error(&self.transform, Hook::Transform, e))
+                })
+                .collect(),
+            Err(e) => {
+                let error = hook_error(&self.transform, Hook::Transform, e);
+                targets.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    fn dependencies(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+    ) -> Result<Vec<ObjectRef>, HookError> {
+        match &self.dependencies {
+            Some(plugin) => plugin
+                .dependencies(context, object)
+                .map_err(|e| hook_error(plugin, Hook::Dependencies, e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn aggregate_status(
         &self,
         context: &ObjectContext,
@@ -65,5 +103,76 @@ impl PluginChain for WasmChain {
                 .map_err(|e| hook_error(plugin, Hook::AggregateStatus, e)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_wasm::{PluginOptions, Runtime, RuntimeConfig};
+    use serde_json::json;
+
+    fn chain(runtime: &Runtime, config: Value) -> WasmChain {
+        let path = ferry_wasm::testing::component("contract-v0-2-0")
+            .unwrap_or_else(|missing| panic!("{missing}"));
+        let plugin = runtime
+            .load_file(path, PluginOptions::default().config(config))
+            .expect("loads");
+        WasmChain {
+            placement: plugin.clone(),
+            transform: plugin.clone(),
+            status: None,
+            dependencies: Some(plugin),
+        }
+    }
+
+    fn context() -> ObjectContext {
+        ObjectContext {
+            logical_cluster: "abc".into(),
+            namespace: "default".into(),
+            downstream_namespace: "ferry-1".into(),
+            ..ObjectContext::default()
+        }
+    }
+
+    fn object() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"serviceAccountName": "robot", "containers": []}})
+    }
+
+    #[test]
+    fn transform_all_answers_each_target_and_a_failed_call_fails_every_target() {
+        let runtime = Runtime::new(RuntimeConfig::default().max_instances(4)).expect("runtime");
+        let targets = [
+            Target::new("a"),
+            Target::new("b").label("ferry.test/outcome", "skip"),
+            Target::new("c").label("ferry.test/outcome", "fail"),
+        ];
+        let results = chain(&runtime, Value::Null).transform_all(&context(), &object(), &targets);
+        assert!(matches!(results[0], Ok(Some(_))), "{:?}", results[0]);
+        assert_eq!(results[1], Ok(None));
+        assert!(matches!(&results[2], Err(e) if e.message.contains("target c refuses")));
+
+        let failing = chain(&runtime, json!({"misbehave": "error"}));
+        let results = failing.transform_all(&context(), &object(), &targets);
+        assert_eq!(results.len(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(e) if e.hook == Hook::Transform))
+        );
+    }
+
+    #[test]
+    fn dependencies_come_from_the_dependencies_plugin_or_are_none() {
+        let runtime = Runtime::new(RuntimeConfig::default().max_instances(4)).expect("runtime");
+        let mut chain = chain(&runtime, Value::Null);
+        let refs = chain
+            .dependencies(&context(), &object())
+            .expect("dependencies");
+        assert_eq!(refs.len(), 1, "{refs:?}");
+        assert_eq!(refs[0].resource, "serviceaccounts");
+        chain.dependencies = None;
+        assert_eq!(chain.dependencies(&context(), &object()), Ok(Vec::new()));
     }
 }

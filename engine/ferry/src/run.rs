@@ -208,6 +208,9 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
                 )?),
                 None => None,
             },
+            // The `dependencies:` configuration key comes with the engine's dependency
+            // handling; until then no resource has a dependencies plugin.
+            dependencies: None,
         };
         resources.push(ResourceSettings {
             group: resource.group.clone(),

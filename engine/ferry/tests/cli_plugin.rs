@@ -578,3 +578,127 @@ fn the_custom_placement_example_passes_its_cases_and_runs_as_the_walkthrough_sho
         .success()
         .stdout("- eu-1\n- eu-2\n");
 }
+
+#[test]
+fn run_dependencies_prints_the_merged_references_of_a_v0_2_0_plugin() {
+    let tmp = TempDir::new().expect("tmp");
+    let input = tmp.path().join("input.yaml");
+    write(
+        &input,
+        "object:
+  apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: default}
+  spec:
+    template:
+      spec:
+        serviceAccountName: web
+        volumes: [{name: s, configMap: {name: settings, optional: true}}]
+        containers: [{name: web, image: nginx}]
+",
+    );
+    ferry(tmp.path())
+        .args(["plugin", "run"])
+        .arg(component("contract-v0-2-0"))
+        .args(["--hook", "dependencies", "--input"])
+        .arg(&input)
+        .assert()
+        .success()
+        .stdout(concat!(
+            "- group: ''\n  name: settings\n  optional: true\n  resource: configmaps\n",
+            "- group: ''\n  name: web\n  resource: serviceaccounts\n",
+        ))
+        .stderr(predicate::str::starts_with("dependencies: ok in "));
+}
+
+#[test]
+fn run_dependencies_of_a_v0_1_0_plugin_says_the_hook_is_not_exported() {
+    let tmp = TempDir::new().expect("tmp");
+    let input = run_input(tmp.path());
+    fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "run"])
+            .arg(component("frozen-v0-1-0"))
+            .args(["--hook", "dependencies", "--input"])
+            .arg(&input),
+        1,
+        "does not export dependencies",
+    );
+}
+
+#[test]
+fn test_runs_the_golden_cases_of_both_contract_versions() {
+    let tmp = TempDir::new().expect("tmp");
+    for fixture in ["frozen-v0-1-0", "contract-v0-2-0"] {
+        ferry(tmp.path())
+            .args(["plugin", "test"])
+            .arg(component(fixture))
+            .arg(repo().join("tests/plugins").join(fixture).join("cases"))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(" 0 failed"));
+    }
+}
+
+#[test]
+fn run_transform_all_targets_prints_each_target_and_names_the_failed_ones() {
+    let tmp = TempDir::new().expect("tmp");
+    let input = tmp.path().join("input.yaml");
+    let object = DEPLOYMENT.replace('\n', "\n  ");
+    write(
+        &input,
+        &format!(
+            "object:\n  {object}\ntargets:\n  - {{name: cluster-1}}\n  - {{name: cluster-2, labels: {{ferry.test/outcome: skip}}}}\n"
+        ),
+    );
+    let output = ferry(tmp.path())
+        .args(["plugin", "run"])
+        .arg(component("contract-v0-2-0"))
+        .args([
+            "--hook",
+            "transform",
+            "--all-targets",
+            "--output",
+            "json",
+            "--input",
+        ])
+        .arg(&input)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out: serde_json::Value = serde_json::from_slice(&output).expect("JSON output");
+    assert_eq!(out["cluster-1"]["metadata"]["namespace"], "ferry-test");
+    assert_eq!(out["cluster-2"], serde_json::Value::Null);
+
+    write(
+        &input,
+        &format!(
+            "object:\n  {object}\ntargets:\n  - {{name: cluster-1}}\n  - {{name: cluster-3, labels: {{ferry.test/outcome: fail}}}}\n"
+        ),
+    );
+    let stderr = fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "run"])
+            .arg(component("contract-v0-2-0"))
+            .args(["--hook", "transform", "--all-targets", "--input"])
+            .arg(&input),
+        1,
+        "target cluster-3 refuses this object",
+    );
+    assert!(
+        stderr.contains("transform: 1 of 2 targets failed (cluster-3)"),
+        "{stderr}"
+    );
+
+    fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "run"])
+            .arg(component("contract-v0-2-0"))
+            .args(["--hook", "place", "--all-targets", "--input"])
+            .arg(&input),
+        2,
+        "--all-targets goes with --hook transform only",
+    );
+}

@@ -11,8 +11,9 @@
 //! downstream:             # aggregate-status: the live copy per target name; a target
 //!   cluster-1: {...}      #   of `targets` without an entry has no copy
 //! config: {...}           # optional plugin configuration (`--config <file>` wins)
-//! context: {...}          # optional: logicalCluster, workspacePath, namespace,
-//!                         #   downstreamNamespace (defaults as in golden cases)
+//! context: {...}          # optional: logicalCluster, workspacePath, workspaceLabels,
+//!                         #   workspaceAnnotations (the last two: v0.2.0 plugins only),
+//!                         #   namespace, downstreamNamespace (defaults as in golden cases)
 //! ```
 //!
 //! A document without an `object:` key is taken as the object itself, so a plain manifest

@@ -34,6 +34,11 @@ pub struct Args {
     /// The target a transform runs for (default the first target).
     #[arg(long)]
     target: Option<String>,
+    /// Transform for every target in one call, as the engine does, and print a mapping from
+    /// target name to object (`null` for a skip). Failed targets are left out of the mapping
+    /// and named in the error.
+    #[arg(long, conflicts_with = "target")]
+    all_targets: bool,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Yaml)]
     output: Output,
@@ -50,6 +55,8 @@ enum HookArg {
     Place,
     Transform,
     AggregateStatus,
+    /// Contract v0.2.0 only.
+    Dependencies,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,6 +92,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         HookArg::Place => Hook::Place,
         HookArg::Transform => Hook::Transform,
         HookArg::AggregateStatus => Hook::AggregateStatus,
+        HookArg::Dependencies => Hook::Dependencies,
     };
 
     let mut limits = Limits::default();
@@ -117,7 +125,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .into());
         }
     };
+    if args.all_targets && hook != Hook::Transform {
+        return Err(Failure::usage(&anyhow::anyhow!(
+            "--all-targets goes with --hook transform only"
+        ))
+        .into());
+    }
     let result = match hook {
+        Hook::Transform if args.all_targets => transform_all(&plugin, &input),
         Hook::Place => plugin
             .place(&input.context, &input.object, &input.targets)
             .map(Value::from),
@@ -132,6 +147,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .transform(&input.context, &input.object, target)
                 .map(|o| o.unwrap_or(Value::Null))
         }
+        Hook::Dependencies => plugin
+            .dependencies(&input.context, &input.object)
+            .map(|refs| serde_json::to_value(refs).unwrap_or(Value::Null)),
         _ => plugin
             .aggregate_status(&input.context, &input.object, &input.downstream)
             .map(|o| o.unwrap_or(Value::Null)),
@@ -156,6 +174,40 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Err(Failure::plugin(format!("{} ({})", one_line(&e), e.kind())).into())
         }
     }
+}
+
+/// Every target in one `transform_all` call: the mapping of the targets that succeeded, or,
+/// when some failed, an error naming each of them (the call's own failure fails them all).
+// The runtime's own error, passed on unchanged like every other hook's result here.
+#[allow(clippy::result_large_err)]
+fn transform_all(
+    plugin: &ferry_wasm::Plugin,
+    input: &input::Input,
+) -> Result<Value, ferry_wasm::CallError> {
+    let results = plugin.transform_all(&input.context, &input.object, &input.targets)?;
+    let mut out = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (target, result) in results {
+        match result {
+            Ok(object) => {
+                out.insert(target, object.unwrap_or(Value::Null));
+            }
+            Err(e) => failed.push((target, e)),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(Value::Object(out));
+    }
+    // The error line shows the first failure; this line names every failed target (run
+    // them with --target to see each one's error).
+    let names: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
+    eprintln!(
+        "transform: {} of {} targets failed ({})",
+        failed.len(),
+        input.targets.len(),
+        names.join(", ")
+    );
+    Err(failed.remove(0).1)
 }
 
 /// What the observer saw of the call, kept past its borrow.
