@@ -95,6 +95,7 @@ fn every_first_party_plugin_passes_its_cases_with_a_summary_as_the_last_line() {
         "default-transform",
         "deployment-status",
         "passthrough-status",
+        "workload-dependencies",
     ] {
         let cases = repo().join("plugins").join(plugin).join("cases");
         let count = ferry_wasm::cases::case_dirs(&cases).expect("cases").len();

@@ -105,7 +105,10 @@ impl Plugin for CustomPlacement {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let identity = format!("{}/{}/{}", context.logical_cluster, context.namespace, name);
+        let identity = format!(
+            "{}/{}/{}",
+            context.workspace.logical_cluster, context.namespace, name
+        );
         Ok(choose::weighted(&identity, &candidates, copies))
     }
 }

@@ -11,7 +11,7 @@
 //! allowExternalIPs: true   # default false
 //! ```
 
-use ferry_plugin_sdk::{Context, Error, Plugin, Target, Value, export};
+use ferry_plugin_sdk::{Context, Error, Outcome, Plugin, Target, TargetOutcome, Value, export};
 use serde::Deserialize;
 
 mod logic;
@@ -29,22 +29,30 @@ struct DefaultTransform;
 impl Plugin for DefaultTransform {
     type Config = Option<Config>;
 
-    fn transform(
+    /// The copy is the same on every target: check and transform once, then hand each
+    /// target its clone. A refused object fails every target at once (it is the object that
+    /// is wrong, not a target).
+    fn transform_all(
         config: &Self::Config,
         context: &Context,
-        object: Value,
-        _target: &Target,
-    ) -> Result<Option<Value>, Error> {
+        object: &Value,
+        targets: &[Target],
+    ) -> Result<Vec<TargetOutcome>, Error> {
         let allow_external_ips = config.as_ref().is_some_and(|c| c.allow_external_ips);
-        logic::check_external_ips(&object, allow_external_ips).map_err(Error::invalid_input)?;
+        logic::check_external_ips(object, allow_external_ips).map_err(Error::invalid_input)?;
         let origin = logic::Origin {
-            logical_cluster: &context.logical_cluster,
-            workspace_path: context.workspace_path.as_deref(),
+            logical_cluster: &context.workspace.logical_cluster,
+            workspace_path: context.workspace.path.as_deref(),
             downstream_namespace: &context.downstream_namespace,
         };
-        logic::transform(object, &origin)
-            .map(Some)
-            .map_err(Error::invalid_input)
+        let copy = logic::transform(object.clone(), &origin).map_err(Error::invalid_input)?;
+        Ok(targets
+            .iter()
+            .map(|target| TargetOutcome {
+                target: target.name.clone(),
+                outcome: Outcome::Apply(copy.clone()),
+            })
+            .collect())
     }
 }
 

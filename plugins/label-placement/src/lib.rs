@@ -1,13 +1,22 @@
 //! `label-placement`: an object goes to the targets whose labels match a Kubernetes label
 //! selector, taken from the object's annotation `sync.ferry.dev/placement`, else from the
-//! plugin configuration's `default`.
+//! plugin configuration's `default`. Rules on the object's workspace (path pattern, opted-in
+//! labels) bound where objects of that workspace may go.
 //!
 //! Configuration (all optional):
 //! ```yaml
 //! default: "region in (eu, us)"  # selector when the object has no annotation; "" = all
 //! count: 2                        # at most this many of the matching targets
 //! spreadBy: region                # with count: prefer targets with distinct values of this label
+//! workspaces:                     # first matching rule wins
+//! - workspace: "root:org-eu:**"   # path pattern: `*` one name, `**` any depth
+//!   targets: "region=eu"
+//! - workspaceLabels: "tier=gold"  # selector over the workspace's opted-in labels
+//!   targets: "tier=gold"
+//! unknownWorkspace: "region=eu"   # bound when the workspace path is unknown; absent = error
 //! ```
+//! A matching rule replaces `default`, and the object's annotation only chooses among the
+//! targets the rule allows: a tenant cannot annotate an object out of its workspace's region.
 //! With `count`, the choice is a rendezvous hash of the object's identity and each target's
 //! name: stable across reconciles (no flapping), different objects spread across targets,
 //! and removing a target moves only the objects that were on it.
@@ -16,8 +25,14 @@ use ferry_plugin_sdk::{Context, Error, Plugin, Target, TargetExt, Value, export}
 use serde::Deserialize;
 
 mod selector;
+mod workspace_pattern;
+mod workspace_rules;
+
+#[cfg(test)]
+mod cases;
 
 use selector::Selector;
+use workspace_rules::{Bound, Rule};
 
 /// Annotation on the upstream object that overrides the configured selector.
 const ANNOTATION: &str = "sync.ferry.dev/placement";
@@ -31,6 +46,10 @@ struct Config {
     count: Option<usize>,
     #[serde(default)]
     spread_by: Option<String>,
+    #[serde(default)]
+    workspaces: Vec<Rule>,
+    #[serde(default)]
+    unknown_workspace: Option<Selector>,
 }
 
 struct LabelPlacement;
@@ -50,6 +69,20 @@ impl Plugin for LabelPlacement {
         if config.spread_by.is_some() && config.count.is_none() {
             return Err(Error::invalid_config("`spreadBy` needs `count`"));
         }
+        if let Some(i) = config
+            .workspaces
+            .iter()
+            .position(|r| r.workspace.is_none() && r.workspace_labels.is_none())
+        {
+            return Err(Error::invalid_config(format!(
+                "`workspaces[{i}]` needs `workspace` or `workspaceLabels`"
+            )));
+        }
+        if config.unknown_workspace.is_some() && config.workspaces.is_empty() {
+            return Err(Error::invalid_config(
+                "`unknownWorkspace` needs `workspaces`",
+            ));
+        }
         Ok(())
     }
 
@@ -64,22 +97,42 @@ impl Plugin for LabelPlacement {
         let annotation = object
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(ANNOTATION))
-            .and_then(Value::as_str);
-        let selector = match annotation {
-            Some(text) => Selector::parse(text).map_err(|e| {
-                Error::invalid_input(format!("annotation {ANNOTATION}={text:?}: {e}"))
-            })?,
-            // No annotation and no default: the object goes nowhere. Placing it everywhere
-            // would be the surprising choice for an operator who configured nothing.
-            None => match &config.default {
-                Some(text) => Selector::parse(text)
+            .and_then(Value::as_str)
+            .map(|text| {
+                Selector::parse(text).map_err(|e| {
+                    Error::invalid_input(format!("annotation {ANNOTATION}={text:?}: {e}"))
+                })
+            })
+            .transpose()?;
+        let workspace = &context.workspace;
+        let bound = workspace_rules::bound(
+            &config.workspaces,
+            config.unknown_workspace.as_ref(),
+            workspace.path.as_deref(),
+            |k| workspace.label(k),
+        )
+        .map_err(Error::failed)?;
+        let default = match (&bound, &config.default) {
+            // A matching rule replaces the default.
+            (Bound::Within(_), _) | (Bound::Free, None) => None,
+            (Bound::Free, Some(text)) => Some(
+                Selector::parse(text)
                     .map_err(|e| Error::invalid_config(format!("`default` selector: {e}")))?,
-                None => return Ok(Vec::new()),
-            },
+            ),
+        };
+        let selectors: Vec<&Selector> = match (&bound, annotation.as_ref(), default.as_ref()) {
+            (Bound::Within(rule), Some(annotation), _) => vec![rule, annotation],
+            (Bound::Within(rule), None, _) => vec![rule],
+            (Bound::Free, Some(annotation), _) => vec![annotation],
+            (Bound::Free, None, Some(default)) => vec![default],
+            // No annotation, no rule and no default: the object goes nowhere. Placing it
+            // everywhere would be the surprising choice for an operator who configured
+            // nothing.
+            (Bound::Free, None, None) => return Ok(Vec::new()),
         };
         let matching: Vec<&Target> = targets
             .iter()
-            .filter(|t| selector.matches(|k| t.label(k)))
+            .filter(|t| selectors.iter().all(|s| s.matches(|k| t.label(k))))
             .collect();
         let Some(count) = config.count else {
             return Ok(matching.iter().map(|t| t.name.clone()).collect());
@@ -107,7 +160,10 @@ fn choose(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let identity = format!("{}/{}/{}", context.logical_cluster, context.namespace, name);
+    let identity = format!(
+        "{}/{}/{}",
+        context.workspace.logical_cluster, context.namespace, name
+    );
     // Sort by weight, ties (practically impossible) by name so the order is total.
     candidates.sort_by(|a, b| {
         weight(&identity, &b.name)

@@ -13,9 +13,18 @@ enum Requirement {
     DoesNotExist(String),
 }
 
-/// A parsed selector: every requirement must hold.
-#[derive(Debug, PartialEq)]
+/// A parsed selector: every requirement must hold. Configuration reads it from its text.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Selector(Vec<Requirement>);
+
+impl TryFrom<String> for Selector {
+    type Error = ParseError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
 
 /// Why a selector string is invalid.
 #[derive(Debug, PartialEq)]

@@ -17,40 +17,52 @@
 //! export!(Mine);
 //! ```
 //!
-//! Every SDK plugin exports all hook interfaces of `ferry:sync@0.1.0` (the `plugin` world);
-//! hooks it does not override answer with the `unsupported` error. Errors travel through the
-//! WIT `plugin-error` variant, never through panics: on wasm32 a panic reaches the host as a
-//! bare trap without its message.
+//! The crate root targets contract `ferry:sync@0.2.0` (`wit/v0.2.0`): the context names the
+//! object's [`Workspace`] (path, opted-in labels and annotations), `transform` answers for
+//! every placed target at once ([`Plugin::transform_all`], by default built on the per-target
+//! [`Plugin::transform`]), and [`Plugin::dependencies`] names the objects an object needs.
+//! Plugins written for 0.1.0 build with [`v0_1`] instead.
+//!
+//! Every SDK plugin exports all hook interfaces of its contract (the `plugin` world); hooks it
+//! does not override answer with the `unsupported` error. Errors travel through the WIT
+//! `plugin-error` variant, never through panics: on wasm32 a panic reaches the host as a bare
+//! trap without its message.
 #![deny(missing_docs)]
-
-use std::any::Any;
-use std::cell::RefCell;
-use std::rc::Rc;
 
 pub use serde_json::{self, Value, json};
 
-/// Bindings generated from `wit/v0.1.0`. Public only so that [`export!`] can reach them.
+/// Bindings generated from `wit/v0.2.0`. Public only so that [`export!`] and hand-written
+/// guests (test fixtures) can reach them.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_ferry_plugin",
         default_bindings_module: "ferry_plugin_sdk::bindings",
+        // Tests and plugins compare and sort contexts and references.
+        additional_derives: [PartialEq, Eq, PartialOrd, Ord],
     });
 }
 
+mod config;
 mod error;
 pub mod log;
+mod transform;
+pub mod v0_1;
 
+pub use bindings::exports::ferry::sync::dependencies::ObjectRef;
 pub use bindings::ferry::sync::types::{
-    Downstream as RawDownstream, ObjectContext as Context, Target,
+    Downstream as RawDownstream, ObjectContext as Context, Target, Workspace,
 };
+pub use config::NoConfig;
 pub use error::Error;
+pub use transform::{Outcome, TargetOutcome};
 
-use bindings::exports::ferry::sync::{config, placement, status, transform};
+use bindings::exports::ferry::sync::{config as config_hook, dependencies, placement, status};
 use bindings::ferry::sync::types::PluginError;
+use config::{configure, parse, render, with_config};
 
 /// A Ferry plugin. Override the hooks the plugin implements; the others answer
 /// `unsupported`.
@@ -75,7 +87,8 @@ pub trait Plugin: 'static {
         Err(Error::unsupported("place"))
     }
 
-    /// `transform`: the object to apply on `target`, or `None` to skip that target.
+    /// The easy path of `transform`: the object to apply on one `target`, or `None` to skip
+    /// that target. The default [`Plugin::transform_all`] calls it once per target.
     fn transform(
         _config: &Self::Config,
         _context: &Context,
@@ -83,6 +96,24 @@ pub trait Plugin: 'static {
         _target: &Target,
     ) -> Result<Option<Value>, Error> {
         Err(Error::unsupported("transform"))
+    }
+
+    /// `transform`: one outcome per target in `targets`. An `Err` fails every target at once;
+    /// [`Outcome::Failed`] fails one and lets the others through.
+    ///
+    /// The default calls [`Plugin::transform`] per target with a copy of the object; its
+    /// error becomes that target's [`Outcome::Failed`], except `unsupported`, which answers
+    /// the whole call. Override it to do per-object work once (checks, the transformation
+    /// when it does not depend on the target).
+    fn transform_all(
+        config: &Self::Config,
+        context: &Context,
+        object: &Value,
+        targets: &[Target],
+    ) -> Result<Vec<TargetOutcome>, Error> {
+        transform::per_target(targets, |target| {
+            Self::transform(config, context, object.clone(), target)
+        })
     }
 
     /// `aggregate-status`: the upstream status, or `None` to leave it untouched.
@@ -93,6 +124,16 @@ pub trait Plugin: 'static {
         _downstream: &[Downstream],
     ) -> Result<Option<Value>, Error> {
         Err(Error::unsupported("aggregate-status"))
+    }
+
+    /// `dependencies`: the objects `object` needs on its targets, in its own workspace and
+    /// namespace (order and duplicates do not matter; the engine merges them).
+    fn dependencies(
+        _config: &Self::Config,
+        _context: &Context,
+        _object: &Value,
+    ) -> Result<Vec<ObjectRef>, Error> {
+        Err(Error::unsupported("dependencies"))
     }
 }
 
@@ -105,7 +146,7 @@ pub struct Downstream {
     pub object: Option<Value>,
 }
 
-/// Helpers on [`Target`].
+/// Helpers on [`Target`] (of either contract version).
 pub trait TargetExt {
     /// The value of label `key`, if the target has it.
     fn label(&self, key: &str) -> Option<&str>;
@@ -113,54 +154,52 @@ pub trait TargetExt {
 
 impl TargetExt for Target {
     fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        lookup(&self.labels, key)
     }
 }
 
-// The host calls `configure` and then one hook on the same fresh instance, so the parsed
-// configuration lives in instance memory between the two calls. Wasm guests are
-// single-threaded: a thread-local is the whole state.
-thread_local! {
-    static CONFIG: RefCell<Option<Rc<dyn Any>>> = const { RefCell::new(None) };
-}
-
-fn config<P: Plugin>() -> Result<Rc<dyn Any>, Error> {
-    if let Some(c) = CONFIG.with(|c| c.borrow().clone()) {
-        return Ok(c);
+impl Workspace {
+    /// The value of the workspace's opted-in label `key`, if it has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        lookup(&self.labels, key)
     }
-    // A host that skips `configure` still gets the plugin's behaviour for "no config".
-    configure::<P>("null")?;
-    CONFIG
-        .with(|c| c.borrow().clone())
-        .ok_or_else(|| Error::failed("configuration was not stored"))
+
+    /// The value of the workspace's opted-in annotation `key`, if it has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        lookup(&self.annotations, key)
+    }
 }
 
-fn with_config<P: Plugin, R>(f: impl FnOnce(&P::Config) -> Result<R, Error>) -> Result<R, Error> {
-    let any = config::<P>()?;
-    let config = any
-        .downcast_ref::<P::Config>()
-        .ok_or_else(|| Error::failed("stored configuration has another type"))?;
-    f(config)
+impl ObjectRef {
+    /// A reference the dependent cannot work without.
+    pub fn required(group: &str, resource: &str, name: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            optional: false,
+        }
+    }
+
+    /// A reference the dependent works without (e.g. a volume marked `optional: true`).
+    pub fn optional(group: &str, resource: &str, name: &str) -> Self {
+        Self {
+            optional: true,
+            ..Self::required(group, resource, name)
+        }
+    }
 }
 
-fn configure<P: Plugin>(json: &str) -> Result<(), Error> {
-    let config: P::Config = serde_json::from_str(json)
-        .map_err(|e| Error::invalid_config(format!("cannot read configuration: {e}")))?;
-    P::validate(&config)?;
-    CONFIG.with(|c| *c.borrow_mut() = Some(Rc::new(config)));
-    Ok(())
+/// The value of `key` in a list of `(key, value)` pairs.
+fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
-fn parse(object: &str) -> Result<Value, Error> {
-    serde_json::from_str(object)
-        .map_err(|e| Error::invalid_input(format!("object is not valid JSON: {e}")))
-}
-
-fn render(value: &Value) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::failed(format!("cannot write JSON: {e}")))
+fn hook<P: Plugin, R>(f: impl FnOnce(&P::Config) -> Result<R, Error>) -> Result<R, PluginError> {
+    with_config::<P::Config, R>(P::validate, f).map_err(Into::into)
 }
 
 /// Ties a [`Plugin`] to the generated export traits. Implemented by [`export!`].
@@ -170,9 +209,9 @@ pub trait Adapter {
     type Plugin: Plugin;
 }
 
-impl<A: Adapter> config::Guest for A {
+impl<A: Adapter> config_hook::Guest for A {
     fn configure(config: String) -> Result<(), PluginError> {
-        configure::<A::Plugin>(&config).map_err(Into::into)
+        configure::<<A::Plugin as Plugin>::Config>(&config, A::Plugin::validate).map_err(Into::into)
     }
 }
 
@@ -182,23 +221,20 @@ impl<A: Adapter> placement::Guest for A {
         object: String,
         targets: Vec<Target>,
     ) -> Result<Vec<String>, PluginError> {
-        with_config::<A::Plugin, _>(|c| A::Plugin::place(c, &context, &parse(&object)?, &targets))
-            .map_err(Into::into)
+        hook::<A::Plugin, _>(|c| A::Plugin::place(c, &context, &parse(&object)?, &targets))
     }
 }
 
-impl<A: Adapter> transform::Guest for A {
+impl<A: Adapter> bindings::exports::ferry::sync::transform::Guest for A {
     fn transform(
         context: Context,
         object: String,
-        target: Target,
-    ) -> Result<Option<String>, PluginError> {
-        with_config::<A::Plugin, _>(|c| {
-            A::Plugin::transform(c, &context, parse(&object)?, &target)?
-                .map(|v| render(&v))
-                .transpose()
+        targets: Vec<Target>,
+    ) -> Result<Vec<transform::RawTargetOutcome>, PluginError> {
+        hook::<A::Plugin, _>(|c| {
+            let outcomes = A::Plugin::transform_all(c, &context, &parse(&object)?, &targets)?;
+            Ok(outcomes.into_iter().map(TargetOutcome::into_raw).collect())
         })
-        .map_err(Into::into)
     }
 }
 
@@ -208,7 +244,7 @@ impl<A: Adapter> status::Guest for A {
         object: String,
         downstream: Vec<RawDownstream>,
     ) -> Result<Option<String>, PluginError> {
-        with_config::<A::Plugin, _>(|c| {
+        hook::<A::Plugin, _>(|c| {
             let downstream = downstream
                 .into_iter()
                 .map(|d| {
@@ -222,12 +258,17 @@ impl<A: Adapter> status::Guest for A {
                 .map(|v| render(&v))
                 .transpose()
         })
-        .map_err(Into::into)
     }
 }
 
-/// Exports a [`Plugin`] implementation as the component's hooks. Call it once per plugin
-/// crate, at the crate root.
+impl<A: Adapter> dependencies::Guest for A {
+    fn dependencies(context: Context, object: String) -> Result<Vec<ObjectRef>, PluginError> {
+        hook::<A::Plugin, _>(|c| A::Plugin::dependencies(c, &context, &parse(&object)?))
+    }
+}
+
+/// Exports a [`Plugin`] implementation as the component's hooks (contract 0.2.0). Call it
+/// once per plugin crate, at the crate root.
 #[macro_export]
 macro_rules! export {
     ($plugin:ty) => {
@@ -240,19 +281,31 @@ macro_rules! export {
     };
 }
 
-/// Configuration of a plugin that takes none: accepts `null` and `{}`, refuses anything else
-/// so that an operator's misplaced setting is reported instead of ignored.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoConfig;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'de> serde::Deserialize<'de> for NoConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Option::<serde_json::Map<String, Value>>::deserialize(deserializer)?;
-        match value {
-            Some(map) if !map.is_empty() => Err(serde::de::Error::custom(
-                "this plugin takes no configuration",
-            )),
-            _ => Ok(NoConfig),
-        }
+    #[test]
+    fn references_are_required_unless_made_optional() {
+        let required = ObjectRef::required("", "secrets", "tls");
+        assert_eq!(
+            (required.group.as_str(), required.resource.as_str()),
+            ("", "secrets")
+        );
+        assert_eq!((required.name.as_str(), required.optional), ("tls", false));
+        assert!(ObjectRef::optional("", "secrets", "tls").optional);
+    }
+
+    #[test]
+    fn workspace_labels_and_annotations_are_looked_up_by_key() {
+        let workspace = Workspace {
+            logical_cluster: "abc".into(),
+            path: Some("root:org-eu".into()),
+            labels: vec![("region".into(), "eu".into())],
+            annotations: vec![("owner".into(), "team-a".into())],
+        };
+        assert_eq!(workspace.label("region"), Some("eu"));
+        assert_eq!(workspace.label("owner"), None);
+        assert_eq!(workspace.annotation("owner"), Some("team-a"));
     }
 }

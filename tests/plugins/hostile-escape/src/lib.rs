@@ -1,7 +1,7 @@
 //! Transforms correctly, then moves the object into `kube-system` (another tenant's or the
 //! platform's namespace). Output validation must refuse it.
 
-use ferry_plugin_sdk::{Context, Error, NoConfig, Plugin, Target, Value, export, json};
+use ferry_plugin_sdk::v0_1::{Context, Error, NoConfig, Plugin, Target, Value, export, json};
 
 struct Escape;
 

@@ -1,8 +1,10 @@
 //! Returns output that breaks the contract: a target nobody configured, text that is not
 //! JSON, a status that is not an object.
 
-use ferry_plugin_sdk::bindings::exports::ferry::sync::{config, placement, status, transform};
-use ferry_plugin_sdk::bindings::ferry::sync::types::{
+use ferry_plugin_sdk::v0_1::bindings::exports::ferry::sync::{
+    config, placement, status, transform,
+};
+use ferry_plugin_sdk::v0_1::bindings::ferry::sync::types::{
     Downstream, ObjectContext, PluginError, Target,
 };
 
@@ -38,4 +40,4 @@ impl status::Guest for Garbage {
     }
 }
 
-ferry_plugin_sdk::bindings::__export_ferry_plugin!(Garbage with_types_in ferry_plugin_sdk::bindings);
+ferry_plugin_sdk::v0_1::bindings::__export_ferry_plugin_v0_1!(Garbage with_types_in ferry_plugin_sdk::v0_1::bindings);

@@ -1,7 +1,7 @@
 //! Spins forever in `place` and `transform`; `aggregate-status` answers at once so a test can
 //! show the same plugin still serves calls after a timeout.
 
-use ferry_plugin_sdk::{Context, Downstream, Error, NoConfig, Plugin, Target, Value, export};
+use ferry_plugin_sdk::v0_1::{Context, Downstream, Error, NoConfig, Plugin, Target, Value, export};
 
 struct Loop;
 

@@ -1,6 +1,6 @@
 //! Panics in `transform`; `place` behaves.
 
-use ferry_plugin_sdk::{Context, Error, NoConfig, Plugin, Target, Value, export};
+use ferry_plugin_sdk::v0_1::{Context, Error, NoConfig, Plugin, Target, Value, export};
 
 struct Panics;
 

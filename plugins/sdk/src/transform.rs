@@ -1,0 +1,189 @@
+//! Per-target transform outcomes: the SDK's typed form of the WIT `target-outcome`.
+
+use serde_json::Value;
+
+use crate::bindings::exports::ferry::sync::transform::{
+    Outcome as RawOutcome, TargetOutcome as RawTargetOutcomeType,
+};
+use crate::config::render;
+use crate::{Error, Target};
+
+pub(crate) type RawTargetOutcome = RawTargetOutcomeType;
+
+/// What to do on one target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Apply this object on the target.
+    Apply(Value),
+    /// Leave the target without a copy (an existing copy is removed).
+    Skip,
+    /// This target cannot be served; the others still are. An existing copy is kept.
+    Failed(Error),
+}
+
+/// One target's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetOutcome {
+    /// The target's name, one of the names the hook was given.
+    pub target: String,
+    /// What to do there.
+    pub outcome: Outcome,
+}
+
+impl TargetOutcome {
+    /// The WIT form. An object that cannot be written fails only its own target.
+    pub(crate) fn into_raw(self) -> RawTargetOutcome {
+        let outcome = match self.outcome {
+            Outcome::Apply(object) => match render(&object) {
+                Ok(json) => RawOutcome::Apply(json),
+                Err(e) => RawOutcome::Failed(e.into()),
+            },
+            Outcome::Skip => RawOutcome::Skip,
+            Outcome::Failed(e) => RawOutcome::Failed(e.into()),
+        };
+        RawTargetOutcome {
+            target: self.target,
+            outcome,
+        }
+    }
+}
+
+/// Calls `transform` for each target: `Some` applies, `None` skips, an error fails that
+/// target only, except `unsupported` (the plugin has no transform at all), which answers for
+/// every target.
+pub(crate) fn per_target(
+    targets: &[Target],
+    mut transform: impl FnMut(&Target) -> Result<Option<Value>, Error>,
+) -> Result<Vec<TargetOutcome>, Error> {
+    targets
+        .iter()
+        .map(|target| {
+            let outcome = match transform(target) {
+                Ok(Some(object)) => Outcome::Apply(object),
+                Ok(None) => Outcome::Skip,
+                Err(e) if e.is_unsupported() => return Err(e),
+                Err(e) => Outcome::Failed(e),
+            };
+            Ok(TargetOutcome {
+                target: target.name.clone(),
+                outcome,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Context, Plugin, Workspace};
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            labels: vec![],
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            workspace: Workspace {
+                logical_cluster: "2x8mfrq3b9tmwx1v".into(),
+                path: None,
+                labels: vec![],
+                annotations: vec![],
+            },
+            namespace: "default".into(),
+            downstream_namespace: "ferry-1".into(),
+        }
+    }
+
+    /// Applies on `apply-*` targets, skips `skip-*`, fails on the rest.
+    struct PerTarget;
+
+    impl Plugin for PerTarget {
+        type Config = ();
+
+        fn transform(
+            _: &(),
+            _: &Context,
+            mut object: Value,
+            target: &Target,
+        ) -> Result<Option<Value>, Error> {
+            if target.name.starts_with("apply") {
+                object["target"] = target.name.clone().into();
+                Ok(Some(object))
+            } else if target.name.starts_with("skip") {
+                Ok(None)
+            } else {
+                Err(Error::invalid_input(format!(
+                    "cannot serve {}",
+                    target.name
+                )))
+            }
+        }
+    }
+
+    struct NoTransform;
+
+    impl Plugin for NoTransform {
+        type Config = ();
+    }
+
+    #[test]
+    fn the_default_transform_all_answers_each_target_with_its_own_outcome() {
+        let targets = [target("apply-1"), target("skip-2"), target("bad-3")];
+        let outcomes = PerTarget::transform_all(&(), &context(), &json!({"a": 1}), &targets)
+            .expect("per-target outcomes");
+        assert_eq!(
+            outcomes,
+            vec![
+                TargetOutcome {
+                    target: "apply-1".into(),
+                    outcome: Outcome::Apply(json!({"a": 1, "target": "apply-1"})),
+                },
+                TargetOutcome {
+                    target: "skip-2".into(),
+                    outcome: Outcome::Skip,
+                },
+                TargetOutcome {
+                    target: "bad-3".into(),
+                    outcome: Outcome::Failed(Error::invalid_input("cannot serve bad-3")),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plugin_without_transform_answers_unsupported_for_the_whole_call() {
+        let err = NoTransform::transform_all(&(), &context(), &json!({}), &[target("a")])
+            .expect_err("unsupported");
+        assert!(err.is_unsupported(), "{err}");
+    }
+
+    #[test]
+    fn outcomes_cross_the_boundary_as_json_text_and_plugin_errors() {
+        let raw = TargetOutcome {
+            target: "a".into(),
+            outcome: Outcome::Apply(json!({"kind": "ConfigMap"})),
+        }
+        .into_raw();
+        assert_eq!(raw.target, "a");
+        assert_eq!(
+            raw.outcome,
+            RawOutcome::Apply(r#"{"kind":"ConfigMap"}"#.into())
+        );
+        let raw = TargetOutcome {
+            target: "b".into(),
+            outcome: Outcome::Failed(Error::failed("boom")),
+        }
+        .into_raw();
+        assert_eq!(
+            raw.outcome,
+            RawOutcome::Failed(crate::bindings::ferry::sync::types::PluginError::Failed(
+                "boom".into()
+            ))
+        );
+    }
+}
