@@ -467,6 +467,19 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     let uid = object.metadata.uid.clone().unwrap_or_default();
     let namespace = context.downstream_namespace.clone();
     let mut downstream = Vec::new();
+    // One transform call for every placed target that answers: a v0.2.0 plugin then sees
+    // (and Ferry serialises) the object once per reconcile instead of once per target.
+    let to_transform: Vec<Target> = snapshot
+        .targets
+        .iter()
+        .filter(|view| view.reachable && chosen.contains(view.target.name.as_str()))
+        .map(|view| view.target.clone())
+        .collect();
+    let mut transformed: BTreeMap<String, Result<Option<Value>, HookError>> = to_transform
+        .iter()
+        .map(|target| target.name.clone())
+        .zip(plugins.transform_all(&context, &value, &to_transform))
+        .collect();
     for view in &snapshot.targets {
         let name = view.target.name.as_str();
         let here: Vec<&(CopyRef, Arc<DynamicObject>)> = snapshot
@@ -524,7 +537,11 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
             });
             continue;
         }
-        let mut desired = match plugins.transform(&context, &value, &view.target) {
+        let transformed = transformed.remove(name).unwrap_or_else(|| {
+            // transform_all answered fewer targets than asked: a chain bug, not a plugin's.
+            plugins.transform(&context, &value, &view.target)
+        });
+        let mut desired = match transformed {
             Ok(Some(desired)) => desired,
             Ok(None) => {
                 if here.is_empty() {

@@ -725,3 +725,78 @@ fn the_workspace_context_reaches_every_hook_and_its_path_is_recorded_on_the_copy
 }
 
 mod dependencies;
+
+/// A chain that answers every target in one `transform_all` call, as a v0.2.0 plugin does,
+/// and records which targets each call was asked about.
+#[derive(Default)]
+struct OneCall {
+    inner: Fake,
+    calls: Mutex<Vec<Vec<String>>>,
+}
+
+impl PluginChain for OneCall {
+    fn place(&self, c: &ObjectContext, o: &Value, t: &[Target]) -> Result<Vec<String>, HookError> {
+        self.inner.place(c, o, t)
+    }
+    fn transform(
+        &self,
+        _: &ObjectContext,
+        _: &Value,
+        _: &Target,
+    ) -> Result<Option<Value>, HookError> {
+        panic!("the planner asked per target although the chain answers all at once")
+    }
+    fn transform_all(
+        &self,
+        c: &ObjectContext,
+        o: &Value,
+        targets: &[Target],
+    ) -> Vec<Result<Option<Value>, HookError>> {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(targets.iter().map(|t| t.name.clone()).collect());
+        }
+        targets
+            .iter()
+            .map(|t| {
+                if t.name == "c2" {
+                    Err(failure(Hook::Transform))
+                } else {
+                    self.inner.transform(c, o, t)
+                }
+            })
+            .collect()
+    }
+    fn aggregate_status(
+        &self,
+        c: &ObjectContext,
+        o: &Value,
+        d: &[Downstream],
+    ) -> Result<Option<Value>, HookError> {
+        self.inner.aggregate_status(c, o, d)
+    }
+}
+
+#[test]
+fn every_placed_reachable_target_is_transformed_in_one_call_with_per_target_results() {
+    let mut now = snapshot(Some(live()));
+    now.targets = targets(&["c1", "c2", "c3", "c4"]);
+    now.targets[2].reachable = false;
+    let chain = OneCall {
+        inner: Fake {
+            place: Box::new(|_, _| Ok(vec!["c1".into(), "c2".into(), "c3".into()])),
+            ..Fake::default()
+        },
+        calls: Mutex::default(),
+    };
+    let planned = plan(&now, &chain, cx());
+    // c3 does not answer, c4 is not placed: neither is asked about.
+    assert_eq!(
+        *chain.calls.lock().expect("calls"),
+        vec![vec!["c1".to_string(), "c2".to_string()]]
+    );
+    // One target's failure leaves the other's result in force.
+    assert_eq!(
+        actions(&planned),
+        pairs(&[("c1", "create"), ("c2", "failed"), ("c3", "unreachable")])
+    );
+}
