@@ -196,6 +196,9 @@ pub fn mapped_namespace(tenant: &Workspace, namespace: &str) -> String {
 pub struct FerryOptions {
     /// `label-placement`'s default selector ("" = every target).
     pub placement_default: String,
+    /// The Deployments' whole `placement:` entry in YAML flow style (e.g. `{plugin: x,
+    /// config: {...}}`), replacing label-placement with `placement_default`.
+    pub placement: Option<String>,
     /// Transform plugin name or path.
     pub transform: String,
     /// Status plugin name.
@@ -231,6 +234,7 @@ impl Default for FerryOptions {
     fn default() -> Self {
         Self {
             placement_default: String::new(),
+            placement: None,
             transform: "default-transform".into(),
             status: "deployment-status".into(),
             resync_seconds: 600,
@@ -290,7 +294,7 @@ impl Ferry {
              - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}}}\n\
              resources:\n\
              - group: apps\n  resource: deployments\n\
-             \x20 placement: {{plugin: label-placement, config: {{default: \"{placement}\"}}}}\n\
+             \x20 placement: {placement}\n\
              \x20 transform: {{plugin: {transform}}}\n\
              \x20 status: {{plugin: {status}}}\n\
              {dependencies}\
@@ -307,7 +311,10 @@ impl Ferry {
             workspace = provider.path,
             c1 = target_kubeconfig(0).display(),
             c2 = target_kubeconfig(1).display(),
-            placement = options.placement_default,
+            placement = options.placement.clone().unwrap_or_else(|| format!(
+                "{{plugin: label-placement, config: {{default: \"{}\"}}}}",
+                options.placement_default
+            )),
             transform = options.transform,
             status = options.status,
             plugins = plugin_dir().display(),
