@@ -12,6 +12,7 @@ mod paths;
 mod pki;
 mod plugins;
 mod schemas;
+mod syncagent;
 mod test;
 
 use clap::{Parser, Subcommand};
