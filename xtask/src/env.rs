@@ -54,9 +54,7 @@ pub fn run(action: Action) -> Result<()> {
         Action::Down => down(),
         Action::Status => status(),
         Action::Restart { name, kill } => restart(&paths::env_dir(), &name, kill),
-        Action::ApiSyncagent(args) => {
-            crate::syncagent::start(&paths::env_dir(), &args.target).map(|_| ())
-        }
+        Action::ApiSyncagent(args) => crate::syncagent::run(&paths::env_dir(), &args),
     }
 }
 

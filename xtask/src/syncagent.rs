@@ -35,6 +35,17 @@ pub struct Args {
     /// The target cluster it syncs Deployments to.
     #[arg(long, default_value = "cluster-1")]
     pub target: String,
+    /// Stop the agent instead (its workspaces and copies stay).
+    #[arg(long)]
+    pub stop: bool,
+}
+
+/// `cargo xtask env api-syncagent`.
+pub fn run(dir: &Path, args: &Args) -> Result<()> {
+    if args.stop {
+        return env::stop_service(PROCESS);
+    }
+    start(dir, &args.target).map(|_| ())
 }
 
 /// How to start the agent: what `prepare` writes to `<env>/api-syncagent/command.json` for the

@@ -251,11 +251,16 @@ impl Engine {
     pub async fn ready(&self) -> bool {
         match &self.process {
             Process::Ferry(ferry) => matches!(ferry.get("/readyz").await, Ok((200, _))),
+            // v0.7.0 registers no readiness check (its /readyz is a 404): ready is when its
+            // sync controller has finished a reconcile (its caches synced, its workers run).
             Process::Agent { command, .. } => {
-                let Some(addr) = flag(&command.args, "--health-address") else {
+                let Some(addr) = flag(&command.args, "--metrics-address") else {
                     return false;
                 };
-                matches!(http_get(&addr, "/readyz").await, Ok((200, _)))
+                match http_get(&addr, "/metrics").await {
+                    Ok((200, body)) => agent_syncing(&body),
+                    _ => false,
+                }
             }
             Process::Raw { .. } => true,
         }
@@ -376,6 +381,17 @@ pub fn client_go_writes(metrics: &str, host: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Whether api-syncagent's metrics show its sync controller has finished a reconcile.
+pub fn agent_syncing(metrics: &str) -> bool {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
+        .filter(|l| l.contains("controller=\"syncagent-sync\""))
+        .filter(|l| l.contains("result=\"success\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .any(|reconciles| reconciles > 0.0)
+}
+
 async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await?;
@@ -409,6 +425,17 @@ rest_client_requests_total{code=\"201\",host=\"127.0.0.1:1\",method=\"POST\"} 2
 rest_client_requests_total{code=\"200\",host=\"127.0.0.1:2\",method=\"PUT\"} 9
 ";
         assert_eq!(client_go_writes(metrics, "127.0.0.1:1"), 5);
+    }
+
+    #[test]
+    fn the_agent_is_ready_once_its_sync_controller_reconciled() {
+        let starting = "controller_runtime_reconcile_total{controller=\"syncagent-sync\",result=\"success\"} 0\n";
+        let ready = "controller_runtime_reconcile_total{controller=\"syncagent-apiexport\",result=\"success\"} 3\n\
+                     controller_runtime_reconcile_total{controller=\"syncagent-sync\",result=\"error\"} 1\n\
+                     controller_runtime_reconcile_total{controller=\"syncagent-sync\",result=\"success\"} 7\n";
+        assert!(!agent_syncing(starting));
+        assert!(agent_syncing(ready));
+        assert!(!agent_syncing(""));
     }
 
     #[test]
