@@ -20,6 +20,10 @@ use crate::Env;
 use crate::ferry::deployments;
 use crate::kcp::KcpAdmin;
 
+/// The largest churn marker (`spec.minReadySeconds`), one below the largest
+/// `progressDeadlineSeconds` (an int32).
+const MAX_MARKER: u64 = i32::MAX as u64 - 1;
+
 /// An object of the benchmark: (tenant, index); it is `obj-<index>` in the tenant's `demo`.
 type Key = (usize, usize);
 
@@ -334,7 +338,9 @@ fn sample(pid: u32, samples: Arc<Mutex<Vec<(Instant, f64, f64)>>>) -> tokio::tas
 }
 
 /// The Deployment every object starts as: no replicas (the simulated nodes hold 150 Pods per
-/// cluster), `minReadySeconds` 0 (the churn's marker).
+/// cluster), `minReadySeconds` 0 (the churn's marker). Kubernetes requires `minReadySeconds`
+/// below `progressDeadlineSeconds` (600 by default): the deadline is the largest it allows, so
+/// every marker stays valid on the targets (kcp's schema does not check it).
 fn deployment(name: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
@@ -343,6 +349,7 @@ fn deployment(name: &str) -> Value {
         "spec": {
             "replicas": 0,
             "minReadySeconds": 0,
+            "progressDeadlineSeconds": MAX_MARKER + 1,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
@@ -394,7 +401,7 @@ async fn churn(
     plan: &Plan,
     seen: &Arc<Mutex<Seen>>,
 ) -> usize {
-    let total = (plan.rate * plan.churn_seconds as f64) as usize;
+    let total = ((plan.rate * plan.churn_seconds as f64) as usize).min(MAX_MARKER as usize);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut writes = Vec::with_capacity(total);
@@ -613,5 +620,27 @@ async fn remove_copies(env: &Env, engine: &Engine) {
         for ns in &engine.copy_namespaces {
             let _ = namespaces.delete(ns, &DeleteParams::default()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_marker_stays_below_the_progress_deadline() {
+        // The target refuses minReadySeconds >= progressDeadlineSeconds; kcp does not.
+        let object = deployment("obj-1");
+        let deadline = object["spec"]["progressDeadlineSeconds"].as_u64();
+        assert_eq!(deadline, Some(i32::MAX as u64));
+        assert!(MAX_MARKER < i32::MAX as u64);
+    }
+
+    #[test]
+    fn keys_come_from_the_object_name() {
+        let object: DynamicObject =
+            serde_json::from_value(deployment("obj-42")).expect("a valid object");
+        assert_eq!(key_of(3, &object), Some((3, 42)));
+        assert_eq!(marker(&object), 0);
     }
 }
