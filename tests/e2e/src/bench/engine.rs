@@ -84,7 +84,7 @@ enum Process {
         child: Option<Child>,
     },
     Raw {
-        admin: KcpAdmin,
+        admin: Box<KcpAdmin>,
         target: kube::Client,
         writes: Arc<AtomicU64>,
         tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -161,7 +161,7 @@ impl Engine {
                     tenants,
                     namespaces,
                     Process::Raw {
-                        admin: admin.clone(),
+                        admin: Box::new(admin.clone()),
                         target,
                         writes: Arc::default(),
                         tasks: Vec::new(),

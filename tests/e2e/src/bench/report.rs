@@ -92,15 +92,15 @@ pub fn markdown(plan: &Plan, outcomes: &[Outcome]) -> String {
     );
     out.push_str(
         "| engine | targets | p50 | p99 | max | not arrived | status p50 | status p99 | cold objects/s | \
-         vs floor | RSS rest (peak) MiB | CPU rest / churn / peak | writes at rest | restart: writes, ready |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         vs floor | RSS rest (peak) MiB | CPU rest / churn / peak | writes at rest | restart: writes, ready | load avg (start → end) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let vs_floor = floor.map_or("–".into(), |f| {
             format!("{:.2}x", o.objects_per_s / f.objects_per_s.max(1e-9))
         });
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} | {} | {} ({}) | {} / {} / {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} | {} | {} ({}) | {} / {} / {} | {} | {} | {} → {} |\n",
             o.engine,
             o.targets,
             ms(o.p50_ms),
@@ -122,6 +122,8 @@ pub fn markdown(plan: &Plan, outcomes: &[Outcome]) -> String {
                 (Some(w), Some(r)) => format!("{w}, {r:.1} s"),
                 _ => "–".into(),
             },
+            o.load_start.split(' ').next().unwrap_or_default(),
+            o.load_end.split(' ').next().unwrap_or_default(),
         ));
     }
     out
@@ -166,6 +168,8 @@ mod tests {
             writes_at_rest: Some(0),
             restart_writes: Some(0),
             restart_ready_seconds: Some(1.5),
+            load_start: "1.00 1.00 1.00".into(),
+            load_end: "2.00 1.00 1.00".into(),
             latencies_ms: vec![10.0, 12.0, 80.0],
         }
     }

@@ -74,6 +74,10 @@ pub struct Outcome {
     /// After a restart with nothing changed: mutating requests, and seconds until ready.
     pub restart_writes: Option<u64>,
     pub restart_ready_seconds: Option<f64>,
+    /// The machine's load average (1, 5, 15 min) when the engine's run started and ended:
+    /// on a shared machine, engines run minutes apart may not have had the same CPU.
+    pub load_start: String,
+    pub load_end: String,
     /// Every propagation latency, ms, for the distribution plot.
     pub latencies_ms: Vec<f64>,
 }
@@ -165,6 +169,7 @@ async fn measure(
     let kind = engine.kind.clone();
     let targets = kind.targets();
     let kcp_host = kcp_host(env).await?;
+    let load_start = super::report::load_average();
 
     // Cold convergence.
     let started = Instant::now();
@@ -302,6 +307,8 @@ async fn measure(
         writes_at_rest,
         restart_writes,
         restart_ready_seconds: restart_ready,
+        load_start,
+        load_end: super::report::load_average(),
         latencies_ms: latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
     })
 }
