@@ -112,6 +112,13 @@ pub async fn run(env: &Env, kind: Kind, plan: &Plan) -> Result<Outcome> {
         );
     }
     remove_copies(env, &engine).await;
+    // An engine keeps serving the consumers of a previous run (api-syncagent does, under the
+    // same agent name): each run leaves none behind.
+    for tenant in &engine.tenants {
+        if let Some(name) = tenant.path.strip_prefix("root:") {
+            let _ = admin.delete_workspace("root", name).await;
+        }
+    }
     result
 }
 
