@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, ensure};
 
-use crate::plugins;
+use crate::{paths, plugins, syncagent};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -25,9 +25,47 @@ enum What {
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
     },
-    /// First sync of 100 objects in 5 workspaces to 2 clusters, on the real environment:
-    /// time until every copy exists and every status is back, and the writes it took.
-    Sync,
+    /// Ferry (one target, then two), kcp's api-syncagent v0.7.0 (with upstream PR #177's
+    /// status fix) and a bare-client floor, one at a time on the same kcp and target, all
+    /// release builds: propagation latency under churn, status latency, cold convergence,
+    /// restart, memory and CPU. Writes target/bench/sync.{json,md,png}.
+    Sync(SyncArgs),
+}
+
+/// Options of `cargo xtask bench sync`; the defaults take about 15 minutes on 2 cores.
+#[derive(clap::Args)]
+struct SyncArgs {
+    /// Engines, in order: ferry (one target), ferry-2 (two), api-syncagent, raw (the floor).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ferry,ferry-2,api-syncagent,raw"
+    )]
+    engines: Vec<String>,
+    /// Objects (Deployments) per engine.
+    #[arg(long, default_value_t = 1000)]
+    objects: usize,
+    /// Tenant workspaces they are spread over.
+    #[arg(long, default_value_t = 5)]
+    workspaces: usize,
+    /// Changes per second during churn.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// How long churn lasts.
+    #[arg(long, default_value_t = 120)]
+    churn_seconds: u64,
+    /// Objects scaled to one replica to measure status latency (at most 75).
+    #[arg(long, default_value_t = 50)]
+    status_objects: usize,
+    /// How long writes, memory and CPU are measured at rest.
+    #[arg(long, default_value_t = 30)]
+    rest_seconds: u64,
+    /// How long writes are counted after a restart.
+    #[arg(long, default_value_t = 20)]
+    restart_seconds: u64,
+    /// A note printed with the results (e.g. what else ran on the machine). Repeatable.
+    #[arg(long)]
+    note: Vec<String>,
 }
 
 /// Runs a benchmark.
@@ -46,36 +84,70 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ensure!(status.success(), "the plugin benchmark failed ({status})");
             Ok(())
         }
-        What::Sync => {
-            plugins::run(plugins::Args::default())?;
-            let env = crate::env::up()?;
-            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(&cargo)
-                .current_dir(repo_root())
-                .args(["build", "--package", "ferry"])
-                .status()
-                .context("running cargo build")?;
-            ensure!(status.success(), "building ferry failed ({status})");
-            // The end-to-end scale test measures and prints; --nocapture shows its numbers.
-            let status = Command::new(&cargo)
-                .current_dir(repo_root())
-                .args([
-                    "test",
-                    "--package",
-                    "ferry-e2e",
-                    "--test",
-                    "scale",
-                    "--",
-                    "--nocapture",
-                ])
-                .env("FERRY_ENV_DIR", &env.dir)
-                .env("FERRY_E2E", "required")
-                .status()
-                .context("running the scale test")?;
-            ensure!(status.success(), "the sync benchmark failed ({status})");
-            Ok(())
-        }
+        What::Sync(args) => sync(args),
     }
+}
+
+fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    plugins::run(plugins::Args::default())?;
+    let env = crate::env::up()?;
+    // Release builds of the engine and of the benchmark (its watches time the engines). The
+    // release target directory lives in the cache like every other build.
+    let target = paths::target_dir();
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("==> building ferry and the benchmark in release mode (once; minutes on 2 cores)");
+    // One build each: together, cargo would unify their dependencies' features and build a
+    // `ferry` that differs from `cargo build --release -p ferry`'s.
+    for (package, bin) in [("ferry", "ferry"), ("ferry-e2e", "bench-sync")] {
+        let status = Command::new(&cargo)
+            .current_dir(repo_root())
+            .args(["build", "--release", "--package", package, "--bin", bin])
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .context("running cargo build --release")?;
+        ensure!(
+            status.success(),
+            "the release build of {bin} failed ({status})"
+        );
+    }
+    let release = target.join("release");
+    let mut bench = Command::new(release.join("bench-sync"));
+    if args.engines.iter().any(|e| e == "api-syncagent") {
+        syncagent::publish_once(&env.dir, "cluster-1")?;
+        bench
+            .arg("--agent-command")
+            .arg(syncagent::command_file(&env.dir));
+    }
+    bench
+        .current_dir(repo_root())
+        .arg("--engines")
+        .arg(args.engines.join(","))
+        .args(["--objects", &args.objects.to_string()])
+        .args(["--workspaces", &args.workspaces.to_string()])
+        .args(["--rate", &args.rate.to_string()])
+        .args(["--churn-seconds", &args.churn_seconds.to_string()])
+        .args(["--status-objects", &args.status_objects.to_string()])
+        .args(["--rest-seconds", &args.rest_seconds.to_string()])
+        .args(["--restart-seconds", &args.restart_seconds.to_string()])
+        .arg("--out")
+        .arg(repo_root().join("target").join("bench"))
+        .args([
+            "--note",
+            "every engine is a release build; api-syncagent is v0.7.0 with the \
+                two-line status fix of its upstream PR #177 applied (v0.7.0 itself never \
+                writes a Deployment's status back)",
+        ]);
+    for note in &args.note {
+        bench.args(["--note", note]);
+    }
+    let status = bench
+        .env("FERRY_ENV_DIR", &env.dir)
+        .env("FERRY_BIN", release.join("ferry"))
+        .env("FERRY_PLUGIN_DIR", target.join("plugins"))
+        .status()
+        .context("running bench-sync")?;
+    ensure!(status.success(), "the sync benchmark failed ({status})");
+    Ok(())
 }
 
 fn repo_root() -> PathBuf {

@@ -47,6 +47,10 @@ pub enum Action {
         #[arg(long)]
         kill: bool,
     },
+    /// Start kcp's api-syncagent v0.7.0 (with upstream PR #177's status fix) beside Ferry,
+    /// for `cargo xtask bench sync`: its own provider workspace `root:api-syncagent` with an
+    /// empty APIExport, and a PublishedResource for Deployments on the target.
+    ApiSyncagent(crate::syncagent::Args),
 }
 
 pub fn run(action: Action) -> Result<()> {
@@ -55,6 +59,7 @@ pub fn run(action: Action) -> Result<()> {
         Action::Down => down(),
         Action::Status => status(),
         Action::Restart { name, kill } => restart(&paths::env_dir(), &name, kill),
+        Action::ApiSyncagent(args) => crate::syncagent::run(&paths::env_dir(), &args),
     }
 }
 
@@ -751,6 +756,17 @@ pub fn start_service(name: &str, binary: &Path, args: &[String]) -> Result<PathB
     std::thread::sleep(Duration::from_secs(1));
     launcher.check_alive(name)?;
     Ok(dir.join("logs").join(format!("{name}.log")))
+}
+
+/// Stops a process started by [`start_service`] and forgets it.
+pub fn stop_service(name: &str) -> Result<()> {
+    let dir = paths::env_dir();
+    let mut state = load_state(&dir).context("no environment running (cargo xtask env up)")?;
+    let (old, keep): (Vec<Proc>, Vec<Proc>) =
+        state.processes.into_iter().partition(|p| p.name == name);
+    stop_processes(&old);
+    state.processes = keep;
+    save_state(&dir, &state)
 }
 
 fn status() -> Result<()> {

@@ -42,6 +42,21 @@ pub struct LocalCopy {
     pub dir: &'static str,
     /// (file in the wrapper module, destination inside the copy).
     pub add: &'static [(&'static str, &'static str)],
+    /// Small fixes applied to the copy: each must match where it says, or the build stops
+    /// (a new upstream version may have fixed or moved the code).
+    pub edits: &'static [Edit],
+}
+
+/// A textual fix to one file of a [`LocalCopy`]: every occurrence of `from` becomes `to`.
+pub struct Edit {
+    /// File inside the copy.
+    pub file: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    /// How many occurrences the fix expects.
+    pub count: usize,
+    /// Why, for the build log.
+    pub why: &'static str,
 }
 
 /// kcp, from `tests/env/kcp` (see the comment in its go.mod for the replace directives).
@@ -59,6 +74,7 @@ pub const KCP: Bundle = Bundle {
             "_overlay/forwardingregistry_compat.go",
             "pkg/forwardingregistry/ferry_compat.go",
         )],
+        edits: &[],
     }],
 };
 
@@ -72,6 +88,32 @@ pub const KCP_FRONT_PROXY: Bundle = Bundle {
     packages: &["github.com/kcp-dev/kcp/cmd/kcp-front-proxy"],
     reported_version: KCP.reported_version,
     local_copies: KCP.local_copies,
+};
+
+/// kcp's api-syncagent, from `tests/env/api-syncagent`: the engine `cargo xtask bench sync`
+/// compares Ferry with. v0.7.0 never writes a Deployment's status back (upstream issue #130);
+/// the copy carries the two-line fix of upstream PR #177, so every benchmark result names it.
+pub const API_SYNCAGENT: Bundle = Bundle {
+    name: "api-syncagent",
+    version: "v0.7.0",
+    module_dir: "tests/env/api-syncagent",
+    packages: &["github.com/kcp-dev/api-syncagent/cmd/api-syncagent"],
+    local_copies: &[LocalCopy {
+        module: "github.com/kcp-dev/api-syncagent",
+        version: "v0.7.0",
+        dir: "_syncagent",
+        add: &[],
+        edits: &[Edit {
+            file: "internal/discovery/client.go",
+            from: "subresourcesPerVersion[res.Version]",
+            to: "subresourcesPerVersion[gv.Version]",
+            count: 2,
+            why: "upstream PR #177: built-in resources have an empty res.Version, so their \
+                  status subresource was never found and statuses never synced back",
+        }],
+    }],
+    // Only the Kubernetes libraries read these; a real Kubernetes version keeps them sane.
+    reported_version: "v1.36.0",
 };
 
 /// The target clusters' binaries plus kubectl, from `tests/env/kubernetes`.
@@ -129,6 +171,12 @@ impl Bundle {
         // edited go.mod, no extra crate.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mut inputs = vec![(self.ldflags(), Vec::new())];
+        for copy in self.local_copies {
+            for edit in copy.edits {
+                let text = [copy.dir, edit.file, edit.from, edit.to].join("\n");
+                inputs.push((text, Vec::new()));
+            }
+        }
         for file in files {
             let rel = file
                 .strip_prefix(&dir)
@@ -281,6 +329,30 @@ impl LocalCopy {
             std::fs::copy(module.join(from), dest.join(to))
                 .with_context(|| format!("adding {from} to the copy of {spec}"))?;
         }
+        for edit in self.edits {
+            edit.apply(&dest, &spec)?;
+        }
+        Ok(())
+    }
+}
+
+impl Edit {
+    fn apply(&self, copy: &Path, spec: &str) -> Result<()> {
+        let path = copy.join(self.file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} in the copy of {spec}", self.file))?;
+        let found = text.matches(self.from).count();
+        if found != self.count {
+            bail!(
+                "the fix for {spec} expects `{}` {} times in {}, found it {found} times: \
+                 review the fix for this version",
+                self.from,
+                self.count,
+                self.file
+            );
+        }
+        std::fs::write(&path, text.replace(self.from, self.to))?;
+        eprintln!("    patched {} in {spec}: {}", self.file, self.why);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod pki;
 mod plugins;
 mod schemas;
 mod shards;
+mod syncagent;
 mod test;
 
 use clap::{Parser, Subcommand};

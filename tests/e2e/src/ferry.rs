@@ -387,6 +387,11 @@ impl Ferry {
         }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The running process's peak resident memory in MiB (`VmHWM`), if it runs.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let pid = self.child.as_ref()?.id();

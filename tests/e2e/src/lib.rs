@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: finding the environment started by
 //! `cargo xtask env up`, and talking to kcp workspaces, virtual workspaces and target clusters.
 
+pub mod bench;
 pub mod deploy;
 pub mod ferry;
 pub mod kcp;

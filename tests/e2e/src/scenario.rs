@@ -275,6 +275,16 @@ pub fn all_ready(object: Option<&DynamicObject>, replicas: i64) -> bool {
 /// The log is rotated at 200 MB (`audit-<time>.log` beside it): rotated files count too, so a
 /// count never goes down.
 pub fn ferry_writes(audit_log: &std::path::Path, filter: impl Fn(&Value) -> bool) -> Result<usize> {
+    writes_by_user_agent(audit_log, "ferry/", filter)
+}
+
+/// Mutating requests in a server's audit logs (rotated ones too) whose user agent starts with
+/// `prefix` and that match `filter`.
+pub fn writes_by_user_agent(
+    audit_log: &std::path::Path,
+    prefix: &str,
+    filter: impl Fn(&Value) -> bool,
+) -> Result<usize> {
     let dir = audit_log.parent().context("audit log has a directory")?;
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -292,12 +302,12 @@ pub fn ferry_writes(audit_log: &std::path::Path, filter: impl Fn(&Value) -> bool
             .with_context(|| format!("reading {}", file.display()))?;
         count += text
             .lines()
-            .filter(|line| line.contains("ferry/"))
+            .filter(|line| line.contains(prefix))
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
             .filter(|event| {
                 event["userAgent"]
                     .as_str()
-                    .is_some_and(|ua| ua.starts_with("ferry/"))
+                    .is_some_and(|ua| ua.starts_with(prefix))
             })
             .filter(|event| filter(event))
             .count();

@@ -37,7 +37,11 @@ async fn a_workspace_path_rule_places_one_tenants_objects_and_not_the_others() -
         // The rule bounds the first tenant: nothing in eu, even once everything else settled.
         s.ferry.wait_clean(ferry_e2e::scenario::CONVERGE).await?;
         anyhow::ensure!(
-            s.copies(0, "cluster-1").await?.get_opt("web").await?.is_none(),
+            s.copies(0, "cluster-1")
+                .await?
+                .get_opt("web")
+                .await?
+                .is_none(),
             "tenant 0's Deployment reached cluster-1 (eu) despite its workspace rule"
         );
         Ok(())
@@ -68,7 +72,11 @@ async fn a_v0_1_0_placement_plugin_runs_beside_v0_2_0_transform_and_status() -> 
         .await?;
         s.ferry.wait_clean(ferry_e2e::scenario::CONVERGE).await?;
         anyhow::ensure!(
-            s.copies(0, "cluster-2").await?.get_opt("web").await?.is_none(),
+            s.copies(0, "cluster-2")
+                .await?
+                .get_opt("web")
+                .await?
+                .is_none(),
             "the v0.1.0 plugin placed in eu only, yet cluster-2 has a copy"
         );
         Ok(())

@@ -1,0 +1,11 @@
+//! `cargo xtask bench sync`: Ferry beside kcp's api-syncagent and a bare-client floor, one
+//! engine at a time on the same kcp and target. See docs/benchmarks/sync.md.
+
+pub mod engine;
+pub mod plot;
+pub mod procstat;
+pub mod raw;
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod tracker;
