@@ -872,6 +872,42 @@ resources:
 plugins: {dir: plugins}
 ";
 
+    /// `examples/ferry.yaml` is what the quick start runs: it must keep loading as the
+    /// configuration grows (the demo would otherwise be the first to notice).
+    #[test]
+    fn the_example_configuration_loads() {
+        let dir = temp_dir("example");
+        for p in [
+            "deployment-status",
+            "passthrough-status",
+            "workload-dependencies",
+        ] {
+            write(&dir.join("plugins"), &format!("{p}.wasm"), "");
+        }
+        for c in ["cluster-1", "cluster-2"] {
+            write(&dir, &format!("{c}.kubeconfig"), KUBECONFIG);
+        }
+        // The environment's kcp kubeconfig has a `root` context.
+        write(
+            &dir,
+            "kcp.kubeconfig",
+            &KUBECONFIG.replace("name: x", "name: root"),
+        );
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ferry.yaml"),
+        )
+        .expect("examples/ferry.yaml");
+        let text = example.replace("../target/ferry-env/", "") + "plugins: {dir: plugins}\n";
+        let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("the example loads");
+        let names: Vec<&str> = loaded
+            .config
+            .resources
+            .iter()
+            .map(|r| r.resource.as_str())
+            .collect();
+        assert_eq!(names, ["deployments", "configmaps", "secrets", "services"]);
+    }
+
     #[test]
     fn a_valid_file_loads_with_paths_resolved_from_its_directory() {
         let dir = temp_dir("valid");

@@ -1,6 +1,7 @@
 //! The quick start's kcp side (`cargo xtask demo` runs it): `demo setup` creates the provider
 //! and two tenant workspaces; `demo show` applies a Deployment in a tenant workspace and
-//! shows it arriving on both clusters and its status coming back. Both are idempotent.
+//! shows it arriving on both clusters and its status coming back, then a Deployment kept in
+//! the EU whose Secret follows it there and nowhere else. Both are idempotent.
 
 use std::time::Duration;
 
@@ -8,7 +9,8 @@ use anyhow::{Result, bail};
 use ferry_e2e::ferry::{deployments, mapped_namespace, platform, tenant};
 use ferry_e2e::kcp::{self, KcpAdmin, Workspace};
 use ferry_e2e::{CLUSTERS, Env, eventually};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
 use serde_json::json;
 
 const TENANTS: [&str; 2] = ["team-a", "team-b"];
@@ -109,6 +111,7 @@ async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
         field("updatedReplicas"),
         field("availableReplicas"),
     );
+    show_dependencies(env, &client, &namespace).await?;
     println!();
     println!("Explore (kcp base URL {}):", admin.base_url());
     println!("  source {}/env.sh", env.dir.display());
@@ -140,5 +143,55 @@ async fn show(env: &Env, admin: &KcpAdmin) -> Result<()> {
         env.dir.display()
     );
     println!("Stop everything: cargo xtask env down");
+    Ok(())
+}
+
+/// A Deployment annotated `region=eu` with the ConfigMap and Secret it reads: both follow it
+/// to the EU cluster (`workload-dependencies`, `placement: dependents`), and the Secret never
+/// reaches the US one.
+async fn show_dependencies(env: &Env, client: &kube::Client, namespace: &str) -> Result<()> {
+    println!(
+        "==> kubectl apply -f examples/tenant/deployment-with-config.yaml   (shop, kept in the EU)"
+    );
+    kcp::apply_manifest(client, &kcp::example("tenant/deployment-with-config.yaml")?).await?;
+    let secrets =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
+    let config_maps = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+        "configmaps",
+    );
+    let on = |cluster: &'static str, resource: ApiResource| async move {
+        let client = env.cluster_client(cluster).await?;
+        anyhow::Ok(Api::<DynamicObject>::namespaced_with(
+            client, namespace, &resource,
+        ))
+    };
+    let (eu, us) = (CLUSTERS[0], CLUSTERS[1]);
+    for (api, name) in [
+        (on(eu, deployments()).await?, "shop"),
+        (on(eu, config_maps.clone()).await?, "shop-settings"),
+        (on(eu, secrets.clone()).await?, "shop-db"),
+    ] {
+        eventually(
+            &format!("{name} on {eu}"),
+            Duration::from_secs(60),
+            || async { Ok(api.get_opt(name).await?) },
+        )
+        .await?;
+    }
+    println!(
+        "    {eu} (region eu): Deployment shop, ConfigMap shop-settings, Secret shop-db (applied before the Deployment)"
+    );
+    for (api, name) in [
+        (on(us, deployments()).await?, "shop"),
+        (on(us, secrets).await?, "shop-db"),
+    ] {
+        if api.get_opt(name).await?.is_some() {
+            bail!("{name} reached {us} although shop is kept in the EU");
+        }
+    }
+    println!(
+        "    {us} (region us): no shop, no shop-db: a Secret goes only where a Deployment needs it"
+    );
     Ok(())
 }
