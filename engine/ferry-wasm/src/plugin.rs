@@ -477,7 +477,11 @@ impl Plugin {
             },
         );
         store.limiter(|s| &mut s.cap);
-        store.set_epoch_deadline(deadline_ticks(self.inner.limits, shared.config.epoch_tick));
+        // Plus the ticker's lag: its catch-up burst must not count against this call.
+        store.set_epoch_deadline(
+            deadline_ticks(self.inner.limits, shared.config.epoch_tick)
+                .saturating_add(shared.clock.lag()),
+        );
         match self.inner.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
             Err(e) => Err(self.classify(hook, e, store.data())),

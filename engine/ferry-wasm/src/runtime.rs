@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// resources (or reloading an unchanged file) compiles it once.
     compiled: Mutex<HashMap<String, Component>>,
     pooling: bool,
+    /// The epoch ticker's clock: a call's deadline adds its lag.
+    pub(crate) clock: Arc<EpochClock>,
     stop: Arc<AtomicBool>,
 }
 
@@ -95,14 +97,21 @@ impl Runtime {
         };
 
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop))
-            .map_err(|e| RuntimeError(e.into()))?;
+        let clock = Arc::new(EpochClock::new(config.epoch_tick));
+        spawn_ticker(
+            engine.clone(),
+            config.epoch_tick,
+            Arc::clone(&clock),
+            Arc::clone(&stop),
+        )
+        .map_err(|e| RuntimeError(e.into()))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
                 config,
                 compiled: Mutex::new(HashMap::new()),
                 pooling,
+                clock,
                 stop,
             }),
         })
@@ -198,25 +207,64 @@ impl Runtime {
     }
 }
 
+/// The epoch ticker's clock, shared with every call. The ticker keeps the engine's epoch at
+/// "ticks elapsed since start" and catches up in a burst after a late wake-up; a deadline set
+/// while it is behind would then end the call early by the lag. A call adds [`lag`] to its
+/// deadline so that it always counts from now.
+///
+/// [`lag`]: EpochClock::lag
+pub(crate) struct EpochClock {
+    start: std::time::Instant,
+    tick_nanos: u128,
+    /// Ticks the ticker has applied to the engine (never ahead of the engine's epoch).
+    applied: std::sync::atomic::AtomicU64,
+}
+
+impl EpochClock {
+    fn new(tick: Duration) -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            tick_nanos: tick.as_nanos().max(1),
+            applied: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Ticks due by the wall clock.
+    fn due(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos() / self.tick_nanos).unwrap_or(u64::MAX)
+    }
+
+    /// Ticks due but not applied yet: the burst the next wake-up will apply at once. (Read
+    /// racing with an increment, it may count one tick too many: a deadline is then a tick
+    /// late, never early.)
+    pub(crate) fn lag(&self) -> u64 {
+        self.due()
+            .saturating_sub(self.applied.load(Ordering::Acquire))
+    }
+}
+
 /// One thread per runtime: keeps the epoch at "ticks elapsed since start", and exits once the
 /// runtime is gone. Deadlines are counted in these ticks.
 ///
 /// The epoch follows the wall clock rather than counting sleeps: on a loaded machine a sleep
 /// overshoots, and one increment per sleep let a 250 ms deadline stretch past a second.
-/// After an overshoot the ticker catches up, so a deadline is late by at most one late wake-up.
-fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+/// After an overshoot the ticker catches up, so a deadline is late by at most one late
+/// wake-up; calls add the [`EpochClock::lag`] so that the catch-up never ends one early.
+fn spawn_ticker(
+    engine: Engine,
+    tick: Duration,
+    clock: Arc<EpochClock>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     thread::Builder::new()
         .name("ferry-wasm-epoch".into())
         .spawn(move || {
-            let start = std::time::Instant::now();
-            let tick_nanos = tick.as_nanos().max(1);
-            let mut epoch: u128 = 0;
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(tick);
-                let due = start.elapsed().as_nanos() / tick_nanos;
-                while epoch < due {
+                let due = clock.due();
+                while clock.applied.load(Ordering::Relaxed) < due {
                     engine.increment_epoch();
-                    epoch += 1;
+                    clock.applied.fetch_add(1, Ordering::Release);
                 }
             }
         })
@@ -275,5 +323,24 @@ fn store_cached(component: &Component, path: &Path) {
     })();
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "cannot write compiled-code cache entry");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_is_the_ticks_due_and_not_yet_applied() {
+        let tick = Duration::from_millis(10);
+        let mut clock = EpochClock::new(tick);
+        clock.start = std::time::Instant::now()
+            .checked_sub(Duration::from_millis(55))
+            .expect("a monotonic clock older than 55 ms");
+        // 5 ticks are due; a ticker that applied 2 will apply 3 at once on waking up.
+        clock.applied.store(2, Ordering::Relaxed);
+        assert!(clock.lag() >= 3, "lag {}", clock.lag());
+        clock.applied.store(clock.due(), Ordering::Relaxed);
+        assert_eq!(clock.lag(), 0);
     }
 }
