@@ -206,7 +206,13 @@ pub(crate) fn yaml_safe_json(body: &Value) -> String {
 impl ResourceSync {
     /// What the stores hold about `key` now.
     pub fn snapshot(&self, key: &UpstreamKey) -> Snapshot {
-        let found = self.upstream.get(key);
+        self.snapshot_with(key, self.upstream.get(key))
+    }
+
+    /// The snapshot of `key` around `found`, the upstream object as the caller read it from
+    /// the store: the reconcile plans and executes on the same read (and the workspace it
+    /// looked up for it), not on two reads that an update could fall between.
+    fn snapshot_with(&self, key: &UpstreamKey, found: Option<Upstream>) -> Snapshot {
         let shard = found.as_ref().map(|u| u.shard.clone());
         let upstream = found.map(|u| u.object);
         let absence = match upstream {
@@ -304,7 +310,7 @@ impl ResourceSync {
         workspace: Option<Arc<Workspace>>,
     ) -> Result<Next, SyncError> {
         let started = std::time::Instant::now();
-        let snapshot = self.snapshot(key);
+        let snapshot = self.snapshot_with(key, upstream.clone());
         let result = match self.plan(snapshot, workspace).await {
             Ok(plan) => self.execute(&plan, upstream.as_ref()).await,
             Err(err) => Err(err),
