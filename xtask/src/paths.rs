@@ -21,6 +21,14 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("ferry")
 }
 
+/// A build directory for the plugins workspace (`plugins-target` for the Wasm guests,
+/// `plugins-host-target` for their native tests and lints): beside `$CARGO_TARGET_DIR` when that
+/// is set, so two checkouts building at once never overwrite each other's SDK builds; otherwise
+/// in the cache, shared by every clone.
+pub fn plugins_build_dir(name: &str) -> PathBuf {
+    from_env("CARGO_TARGET_DIR").map_or_else(|| cache_dir().join(name), |dir| dir.join(name))
+}
+
 /// Directory of cached binaries (kcp, kube-apiserver, etcd, kubectl, …).
 pub fn bin_dir() -> PathBuf {
     cache_dir().join("bin")

@@ -9,7 +9,8 @@
 //!   component by `wasm-component-ld` (installed from crates.io into the cache) driving
 //!   LLVM's `wasm-ld`. Missing packages and tools are installed here, so a fresh machine works.
 //!
-//! Build outputs are cached outside the repo (`$FERRY_CACHE/plugins-target`, default
+//! Build outputs are cached outside the repo (`$FERRY_CACHE/plugins-target`, or beside
+//! `$CARGO_TARGET_DIR` when that is set; cache default
 //! `~/.cache/ferry`); finished components land in `<cargo target dir>/plugins/<name>.wasm`
 //! (or `$FERRY_PLUGIN_DIR`), where the runtime's tests and the engine look for them.
 
@@ -21,6 +22,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
+
+use crate::paths::{self, cache_dir, repo_root};
 
 /// Debian packages of the Debian route: Rust 1.96 with its source (for `-Zbuild-std`) and
 /// LLVM's Wasm linker.
@@ -84,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let manifest = root.join("plugins").join("Cargo.toml");
 
     if args.test {
-        unit_tests(&manifest, &cache)?;
+        unit_tests(&manifest)?;
     }
 
     let route = match args.route {
@@ -119,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect()
     };
 
-    let target_dir = cache.join("plugins-target");
+    let target_dir = paths::plugins_build_dir("plugins-target");
     let started = Instant::now();
     let mut cargo = Command::new(&route.cargo);
     cargo
@@ -175,13 +178,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// `cargo test` of the plugins workspace on the host: selector parsing and other pure logic
 /// get ordinary unit tests. Separate target directory: host and Wasm builds never share one.
-fn unit_tests(manifest: &Path, cache: &Path) -> anyhow::Result<()> {
+fn unit_tests(manifest: &Path) -> anyhow::Result<()> {
     println!("plugins: running the plugins' unit tests natively");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["test", "--manifest-path"])
         .arg(manifest)
-        .env("CARGO_TARGET_DIR", cache.join("plugins-host-target"))
+        .env(
+            "CARGO_TARGET_DIR",
+            paths::plugins_build_dir("plugins-host-target"),
+        )
         .status()
         .context("running cargo test on the plugins workspace")?;
     ensure!(
@@ -349,25 +355,6 @@ fn wasm_component_ld(cache: &Path) -> anyhow::Result<PathBuf> {
         "installing {WASM_COMPONENT_LD} failed ({status})"
     );
     Ok(bin)
-}
-
-/// The repository root: xtask lives one level below it.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// `$FERRY_CACHE`, default `~/.cache/ferry`.
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = env::var_os("FERRY_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(env::temp_dir);
-    home.join(".cache").join("ferry")
 }
 
 /// Where finished components go: `$FERRY_PLUGIN_DIR`, else `<cargo target dir>/plugins`.

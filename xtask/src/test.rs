@@ -141,7 +141,7 @@ pub fn lint() -> Result<()> {
     let guests = Workspace {
         name: "plugins workspace",
         dir: root.join("plugins"),
-        target_dir: Some(paths::cache_dir().join("plugins-host-target")),
+        target_dir: Some(paths::plugins_build_dir("plugins-host-target")),
     };
     let workspaces = [&host, &guests];
 
