@@ -100,6 +100,9 @@ pub struct DependentsView {
 pub struct DependencyState {
     /// Targets that hold a copy of it (not terminating).
     pub on: BTreeSet<String>,
+    /// Targets its transform leaves out (`skip`): it is never coming there, so a dependent
+    /// is not held back waiting for it.
+    pub skipped: BTreeSet<String>,
 }
 
 /// The dependency objects of one resource in a dependent's workspace and namespace.
@@ -154,6 +157,8 @@ struct Remembered {
     /// (fingerprint of the state asked about, answer).
     dependencies: Option<(String, Vec<ObjectRef>)>,
     placement: Option<(String, Vec<String>)>,
+    /// A dependency object's targets its last plan's transform skipped.
+    skipped: BTreeSet<String>,
 }
 
 /// The last successful `dependencies` and `place` answer per dependent object.
@@ -262,6 +267,50 @@ impl HookMemo {
             |r| &mut r.placement,
             call,
         )
+    }
+
+    /// Records the targets a dependency object's transform skips in its latest plan.
+    /// Returns whether that changed (its dependents then need another look).
+    pub fn record_skipped(
+        &self,
+        resource: &str,
+        key: &UpstreamKey,
+        skipped: BTreeSet<String>,
+    ) -> bool {
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
+        let id = (resource.to_string(), key.clone());
+        match entries.get_mut(&id) {
+            Some(remembered) if remembered.skipped == skipped => false,
+            Some(remembered) => {
+                remembered.skipped = skipped;
+                true
+            }
+            None if skipped.is_empty() => false,
+            None => {
+                entries.insert(
+                    id,
+                    Remembered {
+                        skipped,
+                        ..Default::default()
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// The targets a dependency object's transform skipped in its latest plan.
+    pub fn skipped(&self, resource: &str, key: &UpstreamKey) -> BTreeSet<String> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|e| {
+                e.get(&(resource.to_string(), key.clone()))
+                    .map(|r| r.skipped.clone())
+            })
+            .unwrap_or_default()
     }
 
     /// Forgets an object that is gone (and has no copy left).
@@ -504,7 +553,8 @@ impl Links {
                         .filter(|(_, copy)| copy.metadata.deletion_timestamp.is_none())
                         .map(|(at, _)| at.target)
                         .collect();
-                    (key.name, DependencyState { on })
+                    let skipped = self.memo.skipped(&dependency.name, &key);
+                    (key.name, DependencyState { on, skipped })
                 })
                 .collect();
             view.resources.insert(

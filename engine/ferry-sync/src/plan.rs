@@ -608,6 +608,17 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     if let Some(needs) = needs {
         needs.apply(&mut plan, object);
     }
+    // A dependency object no dependent references any more, with no copy left anywhere,
+    // is not Ferry's business again: its finalizer goes, as it never came for an object
+    // nothing referenced. Only on proof (every dependent answered, every target listed).
+    if has_finalizer
+        && snapshot.dependents.is_some()
+        && chosen.is_empty()
+        && held.is_none()
+        && release_or_hold(snapshot, &plan.copies) == FinalizerPlan::Release
+    {
+        plan.finalizer = FinalizerPlan::Release;
+    }
     plan.status = match plugins.aggregate_status(&context, &value, &downstream) {
         Ok(None) => StatusPlan::None,
         Ok(Some(status)) => status_plan(object, &uid, status, snapshot.last_status.as_ref()),
@@ -645,7 +656,8 @@ fn place(
 /// What a dependent needs: its `dependencies` answer checked against the dependency
 /// objects of its namespace.
 struct Needs {
-    /// Non-optional dependencies that exist upstream, with the targets holding a copy.
+    /// Non-optional dependencies that exist upstream, with the targets holding a copy or
+    /// left out by its transform.
     present: Vec<(String, BTreeSet<String>)>,
     /// Non-optional dependencies that do not exist; `None` when that is not known (the
     /// plugin failed without an earlier answer, or a dependency store is not listed).
@@ -692,7 +704,11 @@ fn needs(
             continue;
         }
         match resource.objects.get(&reference.name) {
-            Some(state) => needs.present.push((describe(&reference), state.on.clone())),
+            // A target its transform skips is as good as one holding it: it never comes.
+            Some(state) => needs.present.push((
+                describe(&reference),
+                state.on.union(&state.skipped).cloned().collect(),
+            )),
             None if resource.listed => {
                 if let Some(missing) = &mut missing {
                     missing.push(describe(&reference));

@@ -311,8 +311,14 @@ impl ResourceSync {
     ) -> Result<Next, SyncError> {
         let started = std::time::Instant::now();
         let snapshot = self.snapshot_with(key, upstream.clone());
+        let dependency = snapshot.dependents.is_some();
         let result = match self.plan(snapshot, workspace).await {
-            Ok(plan) => self.execute(&plan, upstream.as_ref()).await,
+            Ok(plan) => {
+                if dependency {
+                    self.record_skipped(key, &plan);
+                }
+                self.execute(&plan, upstream.as_ref()).await
+            }
             Err(err) => Err(err),
         };
         let outcome = match &result {
@@ -1017,6 +1023,30 @@ impl ResourceSync {
         self.metrics.upstream_write("missing-dependencies");
         self.remember_upstream(upstream, updated);
         Ok(())
+    }
+
+    /// A dependency object: remembers the targets its transform skips, for its dependents'
+    /// plans, and wakes them when that changes (one waiting for it there need not wait).
+    fn record_skipped(&self, key: &UpstreamKey, plan: &Plan) {
+        let skipped = plan
+            .copies
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    CopyAction::Skip
+                        | CopyAction::Delete {
+                            reason: crate::plan::DeleteReason::Skipped,
+                            ..
+                        }
+                )
+            })
+            .map(|c| c.target.clone())
+            .collect();
+        if self.links.memo.record_skipped(&self.name, key, skipped) {
+            self.links
+                .touched(&self.name, &key.cluster, &key.namespace, false);
+        }
     }
 
     /// Forgets what is only needed while the object exists.

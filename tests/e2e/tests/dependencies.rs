@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use ferry_core::identity::FINALIZER;
 use ferry_e2e::ferry::{FerryOptions, mapped_namespace};
 use ferry_e2e::scenario::{CONVERGE, Scenario};
 use ferry_e2e::{Env, eventually};
@@ -205,6 +206,22 @@ async fn config_maps_and_secrets_follow_the_deployments_that_reference_them() ->
                 .is_some(),
             "web-us still references app-config on cluster-2"
         );
+        // Nothing references app-secret any more and its copy is gone: Ferry lets go of it.
+        let secrets: Api<Secret> = Api::namespaced(s.admin.workspace(&s.tenants[0].path)?, "demo");
+        eventually("app-secret without Ferry's finalizer", CONVERGE, || {
+            let secrets = secrets.clone();
+            async move {
+                let secret = secrets.get("app-secret").await?;
+                let held = secret
+                    .metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == FINALIZER);
+                Ok((!held).then_some(()))
+            }
+        })
+        .await?;
 
         // A missing dependency is reported on its Deployment, which syncs anyway, and the
         // report goes when the dependency appears.

@@ -231,3 +231,46 @@ fn a_forgotten_object_leaves_the_memo() {
     memo.forget("deployments.apps", &key);
     assert!(memo.is_empty());
 }
+
+#[test]
+fn a_dependency_objects_skipped_targets_reach_its_dependents_view_and_changes_are_told() {
+    let links = links();
+    let shard: Arc<str> = Arc::from("https://shard-1");
+    fill(
+        &links.resources[1].upstream,
+        &shard,
+        &[("lc-a", "demo", "app-config")],
+    );
+    let config = UpstreamKey::new("lc-a", "demo", "app-config");
+    let skipped = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert!(
+        !links
+            .memo
+            .record_skipped("configmaps", &config, skipped(&[])),
+        "nothing new"
+    );
+    assert!(
+        links
+            .memo
+            .record_skipped("configmaps", &config, skipped(&["c2"]))
+    );
+    assert!(
+        !links
+            .memo
+            .record_skipped("configmaps", &config, skipped(&["c2"])),
+        "same again"
+    );
+    let web = UpstreamKey::new("lc-a", "demo", "web");
+    let view = links
+        .dependencies_of("deployments.apps", &web, Some("https://shard-1"))
+        .expect("lists dependencies");
+    let state = &view.resources[&(String::new(), "configmaps".to_string())].objects["app-config"];
+    assert_eq!(state.skipped, skipped(&["c2"]));
+    // No longer skipped: told again, and the view follows.
+    assert!(
+        links
+            .memo
+            .record_skipped("configmaps", &config, skipped(&[]))
+    );
+    assert!(links.memo.skipped("configmaps", &config).is_empty());
+}

@@ -333,6 +333,42 @@ fn a_dependency_gets_ferrys_finalizer_only_once_it_is_to_have_a_copy() {
 }
 
 #[test]
+fn a_dependency_no_longer_referenced_drops_ferrys_finalizer_once_its_last_copy_is_gone() {
+    let chain = Arc::new(Refs::default());
+    let memo = HookMemo::default();
+    // `web` no longer references it; its copy on c1 is still there.
+    let mut snapshot = dependency_snapshot(
+        "app-config",
+        vec![dependent(
+            &chain,
+            dependent_object("web", 2, &["configmaps/other"], &["c1"]),
+        )],
+    );
+    snapshot.copies = vec![dependency_copy("app-config", "c1")];
+    let deleting = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(actions(&deleting), pairs(&[("c1", "delete:Unreferenced")]));
+    assert_eq!(deleting.finalizer, FinalizerPlan::Keep, "a copy is left");
+    // The copy is gone: the finalizer goes too, and the object stays.
+    snapshot.copies.clear();
+    let released = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert!(released.copies.is_empty(), "{:?}", released.copies);
+    assert_eq!(released.finalizer, FinalizerPlan::Release);
+    // Not while a dependent store is not listed: an unseen dependent may still need it.
+    if let Some(view) = &mut snapshot.dependents {
+        view.incomplete = Some("not listed".into());
+    }
+    let unproven = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(unproven.finalizer, FinalizerPlan::Keep);
+    // Nor while a target has not been listed (a copy there would be unknown).
+    if let Some(view) = &mut snapshot.dependents {
+        view.incomplete = None;
+    }
+    snapshot.targets[0].listed = false;
+    let unlisted = plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(unlisted.finalizer, FinalizerPlan::Keep);
+}
+
+#[test]
 fn a_dependency_is_never_deleted_while_its_dependents_are_not_all_listed() {
     let chain = Arc::new(Refs::default());
     let mut snapshot = dependency_snapshot(
@@ -478,6 +514,7 @@ fn dependent_snapshot(refs: &[&str], config_maps: &[(&str, &[&str])], listed: bo
                 name.to_string(),
                 DependencyState {
                     on: on.iter().map(|t| t.to_string()).collect(),
+                    skipped: BTreeSet::new(),
                 },
             )
         })
@@ -514,6 +551,27 @@ fn a_dependent_is_created_on_a_target_only_once_its_dependencies_are_there() {
     );
     assert!(plan.missing.is_empty());
     assert_eq!(plan.missing_annotation, MissingPlan::Keep);
+}
+
+#[test]
+fn a_dependent_is_not_held_back_on_a_target_its_dependencys_transform_skips() {
+    let mut snapshot =
+        dependent_snapshot(&["configmaps/app-config"], &[("app-config", &["c1"])], true);
+    let waiting = plan(&snapshot, &Refs::default(), cx());
+    assert_eq!(
+        actions(&waiting),
+        pairs(&[("c1", "create"), ("c2", "await:configmaps/app-config")])
+    );
+    // The ConfigMap's transform leaves c2 out: it never comes there, nothing to wait for.
+    if let Some(view) = &mut snapshot.dependencies {
+        for resource in view.resources.values_mut() {
+            for state in resource.objects.values_mut() {
+                state.skipped = ["c2".to_string()].into();
+            }
+        }
+    }
+    let plan = plan(&snapshot, &Refs::default(), cx());
+    assert_eq!(actions(&plan), pairs(&[("c1", "create"), ("c2", "create")]));
 }
 
 #[test]
