@@ -5,10 +5,12 @@ mod chain;
 mod check;
 mod config;
 mod endpoint;
+mod live_chain;
 mod logging;
 mod plugin;
 mod plugin_lookup;
 mod preview;
+mod reload;
 mod run;
 mod uninstall;
 
