@@ -176,6 +176,38 @@ fn repeated_test_runs_reuse_compiled_code_and_a_damaged_entry_is_compiled_again(
 }
 
 #[test]
+fn record_refuses_an_object_that_is_not_namespace_slash_name_and_an_unknown_resource() {
+    let tmp = TempDir::new().expect("tmp");
+    fails_with(
+        ferry(tmp.path()).args(["plugin", "record", "root:team-a", "deployments.apps", "web"]),
+        2,
+        "\"web\" is not <namespace>/<name>",
+    );
+    // A configuration that loads (its kubeconfigs exist) but does not sync ConfigMaps.
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\n",
+    );
+    let config = tmp.path().join("ferry.yaml");
+    write(
+        &config,
+        "kcp: {kubeconfig: kubeconfig, workspace: 'root:p', export: kubernetes}\n\
+         targets: [{name: c1, kubeconfig: kubeconfig}]\n\
+         resources:\n- {group: apps, resource: deployments, placement: {plugin: label-placement}, transform: {plugin: default-transform}}\n",
+    );
+    fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "record", "--config"])
+            .arg(&config)
+            .args(["root:team-a", "configmaps", "demo/web"]),
+        2,
+        "\"configmaps\" is not one resource of the configuration (configured: deployments.apps)",
+    );
+}
+
+#[test]
 fn a_wrong_expectation_fails_with_a_readable_diff_and_update_rewrites_it() {
     let tmp = TempDir::new().expect("tmp");
     let case = tmp.path().join("cases/eu-only");

@@ -9,6 +9,7 @@
 
 mod input;
 mod new;
+mod record;
 mod run;
 mod test;
 
@@ -36,6 +37,9 @@ enum Command {
     Run(run::Args),
     /// Create a new Rust plugin crate with one passing case.
     New(new::Args),
+    /// Turn a live object into golden cases: the inputs the engine passes each plugin for
+    /// it now, and what the plugins answer (replay them with `ferry plugin test`).
+    Record(record::Args),
 }
 
 /// Runs a `ferry plugin` subcommand.
@@ -44,6 +48,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Command::Test(args) => test::main(args),
         Command::Run(args) => run::main(args),
         Command::New(args) => new::main(args),
+        Command::Record(args) => record::main(args),
     }
 }
 
