@@ -85,7 +85,6 @@ impl Reloader {
                         reference.path.display()
                     )
                 })?;
-            tracing::info!(key = %reference.key, plugin = %reference.plugin, digest = %plugin.digest(), contract = plugin.contract_version(), "plugin loaded");
             metrics.plugin_component(
                 &reference.plugin,
                 &reference.resource_name,
@@ -102,6 +101,10 @@ impl Reloader {
                 }),
             }
             running.push(plugin);
+        }
+        // Said once every plugin loaded: a start-up that fails on a plugin is one line.
+        for (reference, plugin) in references.iter().zip(&running) {
+            tracing::info!(key = %reference.key, plugin = %reference.plugin, digest = %plugin.digest(), contract = plugin.contract_version(), "plugin loaded");
         }
         let mut chains = BTreeMap::new();
         for resource in references.iter().map(|r| r.resource) {
