@@ -969,6 +969,60 @@ plugins: {dir: plugins}
     }
 
     #[test]
+    fn reload_settings_and_golden_cases_load_with_the_cases_folder_resolved() {
+        let dir = temp_dir("reload");
+        std::fs::create_dir_all(dir.join("cases")).expect("cases dir");
+        let text = VALID
+            .replace(
+                "placement: {plugin: label-placement}",
+                "placement: {plugin: label-placement, cases: cases}",
+            )
+            .replace(
+                "plugins: {dir: plugins}",
+                "plugins: {dir: plugins, reload: false, reloadIntervalMs: 500}",
+            );
+        let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("valid");
+        assert_eq!(loaded.config.plugins.reload, Some(false));
+        assert_eq!(loaded.config.plugins.reload_interval_ms, Some(500));
+        assert_eq!(
+            loaded.case_dirs.get("resources[0].placement"),
+            Some(&dir.join("cases"))
+        );
+    }
+
+    #[test]
+    fn a_missing_cases_folder_and_a_reload_interval_out_of_range_are_refused() {
+        let dir = temp_dir("reload-bad");
+        let text = VALID
+            .replace(
+                "placement: {plugin: label-placement}",
+                "placement: {plugin: label-placement, cases: no-such-cases}",
+            )
+            .replace(
+                "plugins: {dir: plugins}",
+                "plugins: {dir: plugins, reloadIntervalMs: 10}",
+            );
+        let err = load(&write(&dir, "ferry.yaml", &text)).expect_err("invalid");
+        let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["resources[0].placement.cases", "plugins.reloadIntervalMs"],
+            "{:?}",
+            err.problems
+        );
+        assert!(
+            err.problems[0]
+                .1
+                .contains("no-such-cases is not a folder of golden cases")
+        );
+        assert!(
+            err.problems[1]
+                .1
+                .contains("must be from 100 to 3600000, not 10")
+        );
+    }
+
+    #[test]
     fn the_pod_security_level_defaults_to_baseline_and_can_be_set() {
         let dir = temp_dir("psa");
         let loaded = load(&write(&dir, "ferry.yaml", VALID)).expect("valid");
