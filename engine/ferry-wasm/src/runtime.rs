@@ -195,6 +195,29 @@ impl Runtime {
         Ok(component)
     }
 
+    /// Forgets the compiled code of the component with SHA-256 `digest`, e.g. the version a
+    /// hot reload replaced or refused: a long-running engine would otherwise keep every
+    /// version it ever loaded. Plugins still loaded from it keep their code; loading it again
+    /// compiles it again (or reads the on-disk cache).
+    pub fn forget_compiled(&self, digest: &str) {
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(digest);
+    }
+
+    /// How many compiled components the runtime keeps (diagnostics and tests).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn compiled_components(&self) -> usize {
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Whether instances come from the pooling allocator (false after a fallback to
     /// per-instance allocation, see [`Runtime::new`]).
     #[must_use]

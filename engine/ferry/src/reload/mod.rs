@@ -202,11 +202,13 @@ impl Reloader {
                             refusal.outcome,
                         );
                     }
+                    self.forget_unused(digest);
                     return false;
                 }
             }
         }
         let mut resources = Vec::new();
+        let mut replaced = Vec::new();
         for (i, plugin) in fresh {
             let reference = &self.references[i];
             let old = std::mem::replace(&mut self.running[i], plugin);
@@ -220,6 +222,7 @@ impl Reloader {
             self.metrics
                 .plugin_reload(&reference.plugin, digest, "loaded");
             tracing::info!(key = %reference.key, plugin = %reference.plugin, path = %path, digest = %digest, previous = %old.digest(), "plugin reloaded");
+            replaced.push(old.digest().to_string());
             if !resources.contains(&reference.resource) {
                 resources.push(reference.resource);
             }
@@ -238,7 +241,17 @@ impl Reloader {
                 (_, None) => {}
             }
         }
+        for old in replaced {
+            self.forget_unused(&old);
+        }
         true
+    }
+
+    /// Drops the compiled code of `digest` unless a reference still runs it.
+    fn forget_unused(&self, digest: &str) {
+        if !self.running.iter().any(|p| p.digest() == digest) {
+            self.runtime.forget_compiled(digest);
+        }
     }
 }
 

@@ -115,6 +115,8 @@ fn a_changed_component_is_swapped_in_once_two_polls_agree_and_the_chain_tells_th
         reloader.poll().is_empty(),
         "the new component is the running one"
     );
+    // The replaced version's compiled code is not kept: the transform and the new placement.
+    assert_eq!(reloader.runtime.compiled_components(), 2);
 }
 
 #[test]
@@ -140,6 +142,8 @@ fn a_broken_component_is_refused_and_the_last_known_good_keeps_answering() {
     assert_eq!(running_digest(&reloader), good);
     assert_eq!(chain.version(), 0);
     assert_eq!(place(&reloader), ["eu"]);
+    // Nothing of the refused versions is kept: the running placement and the transform.
+    assert_eq!(reloader.runtime.compiled_components(), 2);
 }
 
 #[test]
