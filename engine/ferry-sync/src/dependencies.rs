@@ -192,6 +192,16 @@ pub fn fingerprint(object: &DynamicObject, context: &ObjectContext) -> String {
     )
 }
 
+/// [`fingerprint`] for the answers of `plugins` in the version that runs now: an answer of
+/// a plugin that has since been swapped (hot reload) is a different question.
+pub fn chain_fingerprint(
+    object: &DynamicObject,
+    context: &ObjectContext,
+    plugins: &dyn PluginChain,
+) -> String {
+    format!("{}/v{}", fingerprint(object, context), plugins.version())
+}
+
 /// The fingerprint of a placement: the object's and the targets'.
 pub fn placement_fingerprint(object_fingerprint: &str, targets: &[Target]) -> String {
     format!(
@@ -389,7 +399,7 @@ pub fn place_by_dependents(
     for dependent in &view.dependents {
         let context = context_of(&dependent.key);
         let object = serde_json::to_value(dependent.object.as_ref()).unwrap_or(Value::Null);
-        let stamp = fingerprint(&dependent.object, &context);
+        let stamp = chain_fingerprint(&dependent.object, &context, dependent.plugins.as_ref());
         let references = memo.dependencies(&dependent.resource, &dependent.key, &stamp, || {
             dependent.plugins.dependencies(&context, &object)
         });

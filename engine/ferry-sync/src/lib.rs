@@ -532,13 +532,29 @@ async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
 }
 
 /// Level-triggered safety net: every object (and every copy's origin, to find orphans) is
-/// reconciled again each period even if no event arrived.
+/// reconciled again each period even if no event arrived, and at once when the resource's
+/// plugin chain changes (hot reload), so every object follows the new plugins.
 async fn resync(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, period: Duration) {
     let mut ticker = tokio::time::interval(period);
     ticker.tick().await;
+    let mut changes = sync.plugins.changes();
     loop {
-        ticker.tick().await;
-        enqueue_all(&sync, &queue);
+        let changed = async {
+            if let Some(changes) = changes.as_mut()
+                && changes.changed().await.is_ok()
+            {
+                return Some(*changes.borrow_and_update());
+            }
+            // A chain that never changes (or whose sender is gone) never wakes this.
+            std::future::pending::<Option<u64>>().await
+        };
+        tokio::select! {
+            _ = ticker.tick() => enqueue_all(&sync, &queue),
+            Some(version) = changed => {
+                tracing::info!(resource = %sync.name, version, "plugin chain changed: reconciling every object");
+                enqueue_all(&sync, &queue);
+            }
+        }
     }
 }
 

@@ -30,8 +30,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::dependencies::{
-    DependenciesView, DependentsPlacement, DependentsView, HookMemo, Recall, describe, fingerprint,
-    merge, place_by_dependents, placement_fingerprint,
+    DependenciesView, DependentsPlacement, DependentsView, HookMemo, Recall, chain_fingerprint,
+    describe, merge, place_by_dependents, placement_fingerprint,
 };
 use crate::desired::{Changes, compare, digest, prepare};
 use crate::plugins::{HookError, PluginChain};
@@ -644,7 +644,7 @@ fn place(
     if !memoise {
         return plugins.place(context, value, targets);
     }
-    let stamp = placement_fingerprint(&fingerprint(object, context), targets);
+    let stamp = placement_fingerprint(&chain_fingerprint(object, context, plugins), targets);
     match cx.memo.placement(cx.resource, key, &stamp, || {
         plugins.place(context, value, targets)
     }) {
@@ -679,7 +679,7 @@ fn needs(
         context.namespace.clone(),
         object.metadata.name.clone().unwrap_or_default(),
     );
-    let stamp = fingerprint(object, context);
+    let stamp = chain_fingerprint(object, context, plugins);
     let answer = cx.memo.dependencies(cx.resource, &key, &stamp, || {
         plugins.dependencies(context, value)
     });

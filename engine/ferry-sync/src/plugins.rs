@@ -75,4 +75,18 @@ pub trait PluginChain: Send + Sync + 'static {
     ) -> Result<Vec<ObjectRef>, HookError> {
         Ok(Vec::new())
     }
+
+    /// Which version of the chain answers: it changes whenever a plugin of the chain is
+    /// swapped for another component (hot reload). Answers the engine remembers (the
+    /// `place` and `dependencies` memo) are only reused for the version that gave them.
+    /// A chain that never changes is always version 0.
+    fn version(&self) -> u64 {
+        0
+    }
+
+    /// Told the new version whenever the chain changes, so that the engine reconciles every
+    /// object of the resource with it; `None` for a chain that never changes.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -300,8 +300,19 @@ impl Case {
         component: &Path,
         options: &PluginOptions,
     ) -> Result<Outcome, CaseError> {
+        self.run_with(options, |options| runtime.load_file(component, options))
+    }
+
+    /// Runs the case against the plugin `load` makes from `options` with the case's
+    /// configuration, e.g. component bytes already in memory (a hot reload checks the very
+    /// bytes it is about to swap in).
+    pub fn run_with(
+        &self,
+        options: &PluginOptions,
+        load: impl FnOnce(PluginOptions) -> Result<crate::Plugin, LoadError>,
+    ) -> Result<Outcome, CaseError> {
         let options = options.clone().config(self.config.clone());
-        let actual = match runtime.load_file(component, options) {
+        let actual = match load(options) {
             Ok(plugin) => {
                 let result = match self.hook {
                     Hook::Place => plugin

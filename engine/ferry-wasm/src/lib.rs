@@ -24,6 +24,7 @@
 
 #[cfg(feature = "test-support")]
 pub mod cases;
+mod code_cache;
 mod config;
 mod contract;
 mod error;

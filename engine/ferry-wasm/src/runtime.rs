@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -14,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::code_cache;
 use crate::config::{PluginOptions, RuntimeConfig};
 use crate::error::LoadError;
 use crate::plugin::Plugin;
@@ -169,8 +169,11 @@ impl Runtime {
             .config
             .cache_dir
             .as_deref()
-            .map(|dir| dir.join(format!("{digest}-{:016x}.cwasm", engine_hash(engine))));
-        let component = match cached_path.as_deref().and_then(|p| load_cached(engine, p)) {
+            .map(|dir| code_cache::entry(dir, digest, engine));
+        let component = match cached_path
+            .as_deref()
+            .and_then(|p| code_cache::load(engine, p))
+        {
             Some(component) => component,
             None => {
                 let component =
@@ -179,7 +182,7 @@ impl Runtime {
                         source,
                     })?;
                 if let Some(path) = &cached_path {
-                    store_cached(&component, path);
+                    code_cache::store(&component, path);
                 }
                 component
             }
@@ -190,6 +193,29 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(digest.to_owned(), component.clone());
         Ok(component)
+    }
+
+    /// Forgets the compiled code of the component with SHA-256 `digest`, e.g. the version a
+    /// hot reload replaced or refused: a long-running engine would otherwise keep every
+    /// version it ever loaded. Plugins still loaded from it keep their code; loading it again
+    /// compiles it again (or reads the on-disk cache).
+    pub fn forget_compiled(&self, digest: &str) {
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(digest);
+    }
+
+    /// How many compiled components the runtime keeps (diagnostics and tests).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn compiled_components(&self) -> usize {
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Whether instances come from the pooling allocator (false after a fallback to
@@ -280,50 +306,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// Identifies the engine build and settings, so cached code from another wasmtime version
-/// or configuration is never even tried.
-fn engine_hash(engine: &Engine) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Loads precompiled code from the cache directory; any failure means "compile instead".
-#[allow(unsafe_code)]
-fn load_cached(engine: &Engine, path: &Path) -> Option<Component> {
-    if !path.is_file() {
-        return None;
-    }
-    // SAFETY: deserializing runs native code produced earlier. The files are written only
-    // by `store_cached` below, into a directory the operator configured for this purpose,
-    // named by the digest of the source and the engine's compatibility hash; wasmtime also
-    // checks the header against this engine. Anyone able to write there could replace the
-    // Ferry binary itself.
-    match unsafe { Component::deserialize_file(engine, path) } {
-        Ok(component) => Some(component),
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "ignoring unusable compiled-code cache entry");
-            None
-        }
-    }
-}
-
-/// Writes compiled code atomically (temporary file, then rename); a failure only costs a
-/// recompilation next time.
-fn store_cached(component: &Component, path: &Path) {
-    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let dir = path.parent().ok_or("cache path has no parent")?;
-        std::fs::create_dir_all(dir)?;
-        let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, component.serialize()?)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if let Err(error) = result {
-        tracing::warn!(path = %path.display(), %error, "cannot write compiled-code cache entry");
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use ferry_wasm::{CallError, Plugin};
 use serde_json::Value;
 
 /// Placement, transform and optional status and dependencies plugins of one resource.
+#[derive(Clone)]
 pub struct WasmChain {
     /// `place`; `None` for a resource placed by its dependents (the engine never asks it).
     pub placement: Option<Plugin>,

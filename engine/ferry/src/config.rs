@@ -169,16 +169,33 @@ pub struct PluginRef {
     /// Memory cap in MiB (default 64).
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Golden cases (the folder `ferry plugin test` runs) every component must pass before
+    /// it runs: at start-up and before a hot reload swaps it in.
+    #[serde(default)]
+    pub cases: Option<PathBuf>,
 }
 
 /// `plugins:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PluginsConfig {
     /// Directory of first-party components (`<name>.wasm`).
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Whether `ferry run` watches its plugin files and swaps in changed components
+    /// (default true).
+    #[serde(default)]
+    pub reload: Option<bool>,
+    /// How often the plugin files are read to notice a change, in milliseconds.
+    #[serde(default)]
+    pub reload_interval_ms: Option<u64>,
 }
+
+/// Default of `plugins.reloadIntervalMs`: a change runs within about two polls (a change is
+/// tried once two polls agree), and reading and hashing a few components of 100-200 KB this
+/// often costs well under a millisecond per second.
+pub const DEFAULT_RELOAD_INTERVAL_MS: u64 = 2000;
 
 /// `engine:`.
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +281,8 @@ pub struct Loaded {
     pub config: Config,
     /// Component path of each plugin reference, by its key (`resources[0].placement`).
     pub plugin_paths: BTreeMap<String, PathBuf>,
+    /// Golden-case folder of each plugin reference that has `cases:`, by its key.
+    pub case_dirs: BTreeMap<String, PathBuf>,
 }
 
 impl Loaded {
@@ -398,6 +417,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     }
     let plugin_dir = plugin_dir(&config, &base);
     let mut plugin_paths = BTreeMap::new();
+    let mut case_dirs = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for (i, resource) in config.resources.iter().enumerate() {
         let key = format!("resources[{i}]");
@@ -422,6 +442,20 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             if reference.memory_mib == Some(0) {
                 problems.push((format!("{key}.memoryMib"), "must be at least 1".into()));
             }
+            if let Some(cases) = &reference.cases {
+                let cases = resolve(cases);
+                if !cases.is_dir() {
+                    problems.push((
+                        format!("{key}.cases"),
+                        format!(
+                            "{} is not a folder of golden cases (one sub-folder per case, each \
+                             with case.yaml)",
+                            cases.display()
+                        ),
+                    ));
+                }
+                case_dirs.insert(key.clone(), cases);
+            }
             match plugin_lookup::find(&reference.plugin, &base, plugin_dir.as_deref()) {
                 Ok(path) => {
                     plugin_paths.insert(key, path);
@@ -432,11 +466,24 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     }
     check_dependencies(&mut problems, &config.resources);
     check_engine(&mut problems, &config.engine);
+    if let Some(ms) = config.plugins.reload_interval_ms {
+        check_range(
+            &mut problems,
+            "plugins.reloadIntervalMs",
+            ms,
+            limits::RELOAD_INTERVAL_MS,
+            &format!(
+                "milliseconds between two reads of the plugin files (default \
+                 {DEFAULT_RELOAD_INTERVAL_MS})"
+            ),
+        );
+    }
     check_leader_election(&mut problems, &config.leader_election, &names);
     if problems.is_empty() {
         Ok(Loaded {
             config,
             plugin_paths,
+            case_dirs,
         })
     } else {
         Err(ConfigError {
@@ -503,6 +550,8 @@ mod limits {
     pub const RESYNC_SECONDS: (u64, u64) = (1, 365 * 24 * 3600);
     /// Below this, a resync period works but reconciles every object that often.
     pub const RECOMMENDED_MIN_RESYNC_SECONDS: u64 = 60;
+    /// `plugins.reloadIntervalMs`: 100 ms to one hour.
+    pub const RELOAD_INTERVAL_MS: (u64, u64) = (100, 3_600_000);
     /// `engine.targetTimeoutSeconds`: one second to one day.
     pub const TARGET_TIMEOUT_SECONDS: (u64, u64) = (1, 24 * 3600);
     /// `targets[].maxInFlight`. An API server admits 200 mutating requests at once from all
@@ -916,6 +965,60 @@ plugins: {dir: plugins}
         assert_eq!(
             loaded.plugin_path("resources[0].placement"),
             dir.join("plugins/label-placement.wasm")
+        );
+    }
+
+    #[test]
+    fn reload_settings_and_golden_cases_load_with_the_cases_folder_resolved() {
+        let dir = temp_dir("reload");
+        std::fs::create_dir_all(dir.join("cases")).expect("cases dir");
+        let text = VALID
+            .replace(
+                "placement: {plugin: label-placement}",
+                "placement: {plugin: label-placement, cases: cases}",
+            )
+            .replace(
+                "plugins: {dir: plugins}",
+                "plugins: {dir: plugins, reload: false, reloadIntervalMs: 500}",
+            );
+        let loaded = load(&write(&dir, "ferry.yaml", &text)).expect("valid");
+        assert_eq!(loaded.config.plugins.reload, Some(false));
+        assert_eq!(loaded.config.plugins.reload_interval_ms, Some(500));
+        assert_eq!(
+            loaded.case_dirs.get("resources[0].placement"),
+            Some(&dir.join("cases"))
+        );
+    }
+
+    #[test]
+    fn a_missing_cases_folder_and_a_reload_interval_out_of_range_are_refused() {
+        let dir = temp_dir("reload-bad");
+        let text = VALID
+            .replace(
+                "placement: {plugin: label-placement}",
+                "placement: {plugin: label-placement, cases: no-such-cases}",
+            )
+            .replace(
+                "plugins: {dir: plugins}",
+                "plugins: {dir: plugins, reloadIntervalMs: 10}",
+            );
+        let err = load(&write(&dir, "ferry.yaml", &text)).expect_err("invalid");
+        let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["resources[0].placement.cases", "plugins.reloadIntervalMs"],
+            "{:?}",
+            err.problems
+        );
+        assert!(
+            err.problems[0]
+                .1
+                .contains("no-such-cases is not a folder of golden cases")
+        );
+        assert!(
+            err.problems[1]
+                .1
+                .contains("must be from 100 to 3600000, not 10")
         );
     }
 

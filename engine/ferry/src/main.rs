@@ -1,14 +1,17 @@
 //! `ferry`: run the sync engine (`ferry run`), audit it (`preview`, `check`), remove it
-//! (`uninstall`), and write, test and try plugins (`ferry plugin test|run|new`).
+//! (`uninstall`), and write, test and try plugins (`ferry plugin test|run|new|record`).
 
 mod chain;
 mod check;
 mod config;
 mod endpoint;
+mod live_chain;
 mod logging;
 mod plugin;
 mod plugin_lookup;
 mod preview;
+mod recording_chain;
+mod reload;
 mod run;
 mod uninstall;
 

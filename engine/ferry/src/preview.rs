@@ -73,7 +73,8 @@ pub fn plans(config_file: &std::path::Path, workspace: Option<&str>) -> Result<S
     })
 }
 
-async fn logical_cluster_of(config: &kube::Config, path: &str) -> Result<String> {
+/// The logical cluster of the workspace at `path`.
+pub async fn logical_cluster_of(config: &kube::Config, path: &str) -> Result<String> {
     let base = ferry_sync::kcp::base_url(config);
     let client = ferry_sync::kcp::client_for(
         config,

@@ -11,11 +11,11 @@ use ferry_sync::leader::LeaderElectionSettings;
 use ferry_sync::metrics::Metrics;
 use ferry_sync::settings::defaults;
 use ferry_sync::{Engine, KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
-use ferry_wasm::{CallReport, Limits, PluginOptions, Runtime, RuntimeConfig};
+use ferry_wasm::{Runtime, RuntimeConfig};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::chain::WasmChain;
-use crate::config::{self, PluginRef};
+use crate::config;
+use crate::reload::{Reloader, component};
 
 /// Options of `ferry run`.
 #[derive(clap::Args)]
@@ -63,54 +63,25 @@ async fn kube_config(
     Ok(config)
 }
 
-fn load_plugin(
-    runtime: &Runtime,
-    loaded: &config::Loaded,
-    key: &str,
-    reference: &PluginRef,
-    metrics: &Arc<Metrics>,
-) -> Result<ferry_wasm::Plugin> {
-    let mut limits = Limits::default();
-    if let Some(ms) = reference.deadline_ms {
-        limits = limits.deadline(Duration::from_millis(ms));
-    }
-    if let Some(mib) = reference.memory_mib {
-        limits = limits.memory(mib * 1024 * 1024);
-    }
-    let options = PluginOptions::default()
-        .name(reference.plugin.clone())
-        .config(reference.config.clone())
-        .limits(limits)
-        .observer(plugin_call_observer(metrics.clone()));
-    let path = loaded.plugin_path(key);
-    runtime.load_file(path, options).with_context(|| {
-        format!(
-            "{key}: loading plugin {} ({})",
-            reference.plugin,
-            path.display()
-        )
-    })
-}
-
-/// Records every plugin hook call in `metrics`.
-fn plugin_call_observer(metrics: Arc<Metrics>) -> impl Fn(&CallReport<'_>) + Send + Sync {
-    move |call| {
-        metrics.plugin_call(
-            call.plugin,
-            call.hook,
-            call.error,
-            call.elapsed,
-            call.peak_memory,
-        );
-    }
-}
-
 async fn run(
     loaded: config::Loaded,
     metrics_addr: Option<SocketAddr>,
     leader_elect: bool,
 ) -> Result<()> {
-    let mut settings = settings(&loaded, Arc::new(Metrics::default())).await?;
+    let (mut settings, reloader) =
+        settings_and_plugins(&loaded, Arc::new(Metrics::default())).await?;
+    if loaded.config.plugins.reload.unwrap_or(true) {
+        let interval = Duration::from_millis(
+            loaded
+                .config
+                .plugins
+                .reload_interval_ms
+                .unwrap_or(config::DEFAULT_RELOAD_INTERVAL_MS),
+        );
+        reloader
+            .watch(interval)
+            .context("starting the plugin file watcher")?;
+    }
     if leader_elect {
         settings.leader_election = Some(leader_election(&loaded.config));
     }
@@ -177,43 +148,28 @@ fn identity() -> String {
 
 /// The engine's settings from a validated configuration: plugins loaded (and configured),
 /// kubeconfigs read, plugin calls and API requests recorded in `metrics`. Shared by
-/// `ferry run` and `ferry preview`.
+/// `ferry preview`, `ferry check` and `ferry uninstall`.
 pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<SyncSettings> {
+    Ok(settings_and_plugins(loaded, metrics).await?.0)
+}
+
+/// [`settings`], and the plugins behind its chains, which `ferry run` hot-reloads.
+pub async fn settings_and_plugins(
+    loaded: &config::Loaded,
+    metrics: Arc<Metrics>,
+) -> Result<(SyncSettings, Reloader)> {
     let config = &loaded.config;
     let runtime = Runtime::new(RuntimeConfig::default()).context("starting the Wasm runtime")?;
+    let reloader = Reloader::start(runtime, component::references(loaded), metrics.clone())?;
     let mut resources = Vec::new();
     for (i, resource) in config.resources.iter().enumerate() {
-        let key = format!("resources[{i}]");
-        let optional = |hook: &str, reference: Option<&config::PluginRef>| {
-            reference
-                .map(|r| load_plugin(&runtime, loaded, &format!("{key}.{hook}"), r, &metrics))
-                .transpose()
-        };
-        let chain = WasmChain {
-            placement: optional("placement", resource.placement.plugin())?,
-            dependencies: optional("dependencies", resource.dependencies.as_ref())?,
-            transform: load_plugin(
-                &runtime,
-                loaded,
-                &format!("{key}.transform"),
-                &resource.transform,
-                &metrics,
-            )?,
-            status: match &resource.status {
-                Some(reference) => Some(load_plugin(
-                    &runtime,
-                    loaded,
-                    &format!("{key}.status"),
-                    reference,
-                    &metrics,
-                )?),
-                None => None,
-            },
-        };
+        let chain = reloader
+            .chain(i)
+            .with_context(|| format!("resources[{i}] has no plugin chain"))?;
         resources.push(ResourceSettings {
             group: resource.group.clone(),
             resource: resource.resource.clone(),
-            plugins: Arc::new(chain),
+            plugins: chain,
             placement: match resource.placement {
                 config::PlacementConfig::Plugin(_) => PlacementSource::Plugin,
                 config::PlacementConfig::Dependents => PlacementSource::Dependents,
@@ -238,7 +194,7 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
                 .unwrap_or(defaults::WRITES_PER_SECOND),
         });
     }
-    Ok(SyncSettings {
+    let settings = SyncSettings {
         kcp: KcpSettings {
             config: kube_config(
                 &config.kcp.kubeconfig,
@@ -268,5 +224,6 @@ pub async fn settings(loaded: &config::Loaded, metrics: Arc<Metrics>) -> Result<
         pod_security: config.namespaces.pod_security,
         drain_timeout: defaults::DRAIN_TIMEOUT,
         leader_election: None,
-    })
+    };
+    Ok((settings, reloader))
 }

@@ -38,6 +38,8 @@ fn ferry(cwd: &Path) -> Command {
     let mut cmd = Command::cargo_bin("ferry").expect("the ferry binary");
     cmd.current_dir(cwd)
         .env("FERRY_PLUGIN_DIR", plugin_dir())
+        // Each test its own compiled-code cache, never the user's.
+        .env("FERRY_CODE_CACHE", cwd.join(".ferry-code-cache"))
         .env("RUST_BACKTRACE", "1");
     cmd
 }
@@ -114,6 +116,95 @@ fn every_first_party_plugin_passes_its_cases_with_a_summary_as_the_last_line() {
             "{stdout}"
         );
     }
+}
+
+#[test]
+fn repeated_test_runs_reuse_compiled_code_and_a_damaged_entry_is_compiled_again() {
+    let tmp = TempDir::new().expect("tmp");
+    let cache = tmp.path().join(".ferry-code-cache");
+    let cases = repo().join("plugins").join("label-placement").join("cases");
+    let run = || {
+        ferry(tmp.path())
+            .args(["plugin", "test", "label-placement"])
+            .arg(&cases)
+            .assert()
+            .success();
+    };
+    let entries = || -> Vec<PathBuf> {
+        std::fs::read_dir(&cache)
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    run();
+    let written = entries();
+    assert_eq!(written.len(), 1, "one entry per component: {written:?}");
+    let entry = std::fs::read(&written[0]).expect("entry");
+    assert!(
+        entry.starts_with(b"FERRYCC1"),
+        "Ferry's header and checksum"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cache)
+            .expect("cache")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the cache folder is private");
+    }
+    run();
+    assert_eq!(entries(), written, "the second run reuses the entry");
+
+    // A damaged entry is not trusted: the run compiles again, passes, and rewrites it.
+    let mut damaged = entry.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(&written[0], &damaged).expect("damage");
+    run();
+    let rewritten = std::fs::read(&written[0]).expect("entry");
+    assert!(rewritten != damaged && rewritten.starts_with(b"FERRYCC1"));
+
+    // `off`: nothing is written.
+    let elsewhere = TempDir::new().expect("tmp");
+    ferry(elsewhere.path())
+        .env("FERRY_CODE_CACHE", "off")
+        .args(["plugin", "test", "label-placement"])
+        .arg(&cases)
+        .assert()
+        .success();
+    assert!(!elsewhere.path().join(".ferry-code-cache").exists());
+}
+
+#[test]
+fn record_refuses_an_object_that_is_not_namespace_slash_name_and_an_unknown_resource() {
+    let tmp = TempDir::new().expect("tmp");
+    fails_with(
+        ferry(tmp.path()).args(["plugin", "record", "root:team-a", "deployments.apps", "web"]),
+        2,
+        "\"web\" is not <namespace>/<name>",
+    );
+    // A configuration that loads (its kubeconfigs exist) but does not sync ConfigMaps.
+    let kubeconfig = tmp.path().join("kubeconfig");
+    write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\n",
+    );
+    let config = tmp.path().join("ferry.yaml");
+    write(
+        &config,
+        "kcp: {kubeconfig: kubeconfig, workspace: 'root:p', export: kubernetes}\n\
+         targets: [{name: c1, kubeconfig: kubeconfig}]\n\
+         resources:\n- {group: apps, resource: deployments, placement: {plugin: label-placement}, transform: {plugin: default-transform}}\n",
+    );
+    fails_with(
+        ferry(tmp.path())
+            .args(["plugin", "record", "--config"])
+            .arg(&config)
+            .args(["root:team-a", "configmaps", "demo/web"]),
+        2,
+        "\"configmaps\" is not one resource of the configuration (configured: deployments.apps)",
+    );
 }
 
 #[test]

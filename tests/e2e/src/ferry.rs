@@ -228,6 +228,9 @@ pub struct FerryOptions {
     /// Deployments name their dependencies with this plugin, and ConfigMaps and Secrets
     /// are synced with `placement: dependents`.
     pub dependencies: Option<String>,
+    /// Keys added to the `plugins:` section, in YAML flow style (e.g.
+    /// `reloadIntervalMs: 300`).
+    pub plugins_extra: String,
 }
 
 impl Default for FerryOptions {
@@ -249,6 +252,7 @@ impl Default for FerryOptions {
             kcp_extra: String::new(),
             extra_resources: String::new(),
             dependencies: None,
+            plugins_extra: String::new(),
         }
     }
 }
@@ -303,7 +307,7 @@ impl Ferry {
              \x20 transform: {{plugin: default-transform}}\n\
              \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
              {extra_resources}\
-             plugins: {{dir: {plugins}}}\n\
+             plugins: {{dir: {plugins}{plugins_extra}}}\n\
              engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n\
              leaderElection: {{{election}}}\n",
             kcp = env.kcp_kubeconfig().display(),
@@ -318,6 +322,11 @@ impl Ferry {
             transform = options.transform,
             status = options.status,
             plugins = plugin_dir().display(),
+            plugins_extra = if options.plugins_extra.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", options.plugins_extra)
+            },
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
             election = options.leader_election,

@@ -6,6 +6,7 @@
 //! ended", "a copy was written"); label sets are typed here, in one place.
 
 pub mod api;
+mod reload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,6 +156,7 @@ pub struct Metrics {
     plugin_call_duration: Histograms<PluginLabels>,
     plugin_peak_memory: Family<PluginLabels, Gauge>,
     api_requests: Family<ApiRequestLabels, Counter>,
+    reload: reload::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -179,6 +181,7 @@ impl Default for Metrics {
             plugin_call_duration: Family::new_with_constructor(plugin_call_histogram),
             plugin_peak_memory: Family::default(),
             api_requests: Family::default(),
+            reload: reload::ReloadMetrics::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix, units their `_seconds`/`_bytes`, from the
@@ -287,6 +290,7 @@ impl Default for Metrics {
              the target's name), verb and HTTP status code (error: no response)",
             m.api_requests.clone(),
         );
+        m.reload.register(&mut registry);
         Self {
             registry,
             ..metrics
@@ -445,6 +449,26 @@ impl Metrics {
             .get_or_create(&labels)
             .inner()
             .fetch_max(peak, Ordering::Relaxed);
+    }
+
+    /// The component with SHA-256 `digest` now answers `plugin` as `resource`'s `hook`
+    /// (at start-up, or after a hot reload from the component `previous`).
+    pub fn plugin_component(
+        &self,
+        plugin: &str,
+        resource: &str,
+        hook: &str,
+        digest: &str,
+        previous: Option<&str>,
+    ) {
+        self.reload
+            .component(plugin, resource, hook, digest, previous);
+    }
+
+    /// A hot reload of `plugin` to the component with SHA-256 `digest` ended: `loaded`, or
+    /// the reason it was refused.
+    pub fn plugin_reload(&self, plugin: &str, digest: &str, outcome: &str) {
+        self.reload.reload(plugin, digest, outcome);
     }
 
     /// A request to `cluster` got an answer with HTTP status `code` (`None`: no answer).

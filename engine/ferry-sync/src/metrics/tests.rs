@@ -77,6 +77,8 @@ fn recorded() -> Metrics {
     metrics.api_request("kcp", "watch", Some(200));
     metrics.api_request("cluster-1", "patch", Some(409));
     metrics.api_request("cluster-1", "get", None);
+    metrics.plugin_component("label-placement", "deployments.apps", "place", "aaa", None);
+    metrics.plugin_reload("label-placement", "bbb", "cases-failed");
     metrics
 }
 
@@ -103,6 +105,8 @@ fn every_metric_renders_with_its_type_in_the_prometheus_text_format() {
         ("ferry_plugin_call_duration_seconds", "histogram"),
         ("ferry_plugin_peak_memory_bytes", "gauge"),
         ("ferry_api_requests_total", "counter"),
+        ("ferry_plugin_component_info", "gauge"),
+        ("ferry_plugin_reloads_total", "counter"),
     ];
     for (name, kind) in expected {
         assert_eq!(types.get(name), Some(&kind), "{name}\n{text}");
@@ -172,6 +176,48 @@ fn every_metric_renders_with_its_type_in_the_prometheus_text_format() {
             &[("resource", "deployments.apps"), ("result", "ok")]
         ),
         Some(2.0)
+    );
+}
+
+#[test]
+fn a_hot_reload_moves_the_component_gauge_to_the_new_digest() {
+    let metrics = Metrics::default();
+    let component = |metrics: &Metrics, digest: &str| {
+        value(
+            &parse(&metrics.render()),
+            "ferry_plugin_component_info",
+            &[
+                ("plugin", "label-placement"),
+                ("resource", "deployments.apps"),
+                ("hook", "place"),
+                ("digest", digest),
+            ],
+        )
+    };
+    metrics.plugin_component("label-placement", "deployments.apps", "place", "old", None);
+    assert_eq!(component(&metrics, "old"), Some(1.0));
+    metrics.plugin_reload("label-placement", "new", "loaded");
+    metrics.plugin_component(
+        "label-placement",
+        "deployments.apps",
+        "place",
+        "new",
+        Some("old"),
+    );
+    assert_eq!(component(&metrics, "new"), Some(1.0));
+    // One series per reference: the old digest is gone, not left at 1 beside the new one.
+    assert_eq!(component(&metrics, "old"), None);
+    assert_eq!(
+        value(
+            &parse(&metrics.render()),
+            "ferry_plugin_reloads_total",
+            &[
+                ("plugin", "label-placement"),
+                ("digest", "new"),
+                ("outcome", "loaded")
+            ]
+        ),
+        Some(1.0)
     );
 }
 

@@ -9,6 +9,7 @@
 
 mod input;
 mod new;
+mod record;
 mod run;
 mod test;
 
@@ -36,6 +37,9 @@ enum Command {
     Run(run::Args),
     /// Create a new Rust plugin crate with one passing case.
     New(new::Args),
+    /// Turn a live object into golden cases: the inputs the engine passes each plugin for
+    /// it now, and what the plugins answer (replay them with `ferry plugin test`).
+    Record(record::Args),
 }
 
 /// Runs a `ferry plugin` subcommand.
@@ -44,6 +48,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Command::Test(args) => test::main(args),
         Command::Run(args) => run::main(args),
         Command::New(args) => new::main(args),
+        Command::Record(args) => record::main(args),
     }
 }
 
@@ -121,11 +126,29 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The runtime for one CLI command: a handful of instance slots (one call runs at a time)
-/// instead of the engine's 64, so start-up reserves little address space.
+/// instead of the engine's 64, so start-up reserves little address space, and compiled code
+/// kept on disk ([`code_cache_dir`]), so a repeated `ferry plugin test` skips compilation.
 fn runtime() -> Result<Runtime, Failure> {
-    Runtime::new(RuntimeConfig::default().max_instances(4))
+    let mut config = RuntimeConfig::default().max_instances(4);
+    if let Some(dir) = code_cache_dir() {
+        config = config.cache_dir(dir);
+    }
+    Runtime::new(config)
         .context("cannot start the Wasm runtime")
         .or_usage()
+}
+
+/// Where CLI runs keep compiled code: `$FERRY_CODE_CACHE` (`off` for nowhere), else
+/// `$XDG_CACHE_HOME/ferry/compiled`, else `~/.cache/ferry/compiled`.
+fn code_cache_dir() -> Option<PathBuf> {
+    let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = nonempty("FERRY_CODE_CACHE") {
+        return (dir != "off").then(|| PathBuf::from(dir));
+    }
+    let base = nonempty("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| nonempty("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("ferry").join("compiled"))
 }
 
 /// The component `reference` names: a path to a `.wasm` file (relative to the current

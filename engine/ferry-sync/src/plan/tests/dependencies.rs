@@ -22,6 +22,8 @@ use crate::dependencies::{
 struct Refs {
     dependencies_calls: AtomicUsize,
     place_calls: AtomicUsize,
+    /// The chain's version: a hot reload bumps it.
+    version: std::sync::atomic::AtomicU64,
 }
 
 fn fails(object: &Value) -> bool {
@@ -66,6 +68,9 @@ impl PluginChain for Refs {
             .iter()
             .map(|r| reference(r))
             .collect())
+    }
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
     }
 }
 
@@ -478,6 +483,28 @@ fn hook_answers_are_remembered_per_dependent_state_and_asked_again_after_an_upda
     assert_eq!(chosen(&b), vec!["c1"]);
     assert_eq!(chain.dependencies_calls.load(Ordering::SeqCst), 51);
     assert_eq!(chain.place_calls.load(Ordering::SeqCst), 51);
+}
+
+#[test]
+fn answers_of_a_plugin_since_swapped_are_not_reused() {
+    let chain = Arc::new(Refs::default());
+    let memo = HookMemo::default();
+    let snapshot = dependency_snapshot(
+        "a",
+        vec![dependent(
+            &chain,
+            dependent_object("web", 1, &["configmaps/a"], &["c1"]),
+        )],
+    );
+    plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(chain.dependencies_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(chain.place_calls.load(Ordering::SeqCst), 1);
+    // A hot reload: the same object, the same context, another component answers.
+    chain.version.store(1, Ordering::SeqCst);
+    plan(&snapshot, &Fake::default(), dependency_cx(&memo));
+    assert_eq!(chain.dependencies_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(chain.place_calls.load(Ordering::SeqCst), 2);
 }
 
 #[test]
