@@ -1,9 +1,10 @@
 //! A resource's plugin chain that hot reload can swap while the engine runs.
 //!
-//! Every hook call reads the chain once, so a reconcile's plugins all come from one version;
-//! a swap replaces the whole [`WasmChain`] at once (a reconcile that already started keeps the
-//! version it read), bumps the version and tells the engine, which then reconciles every
-//! object of the resource with the new plugins.
+//! Every hook call reads the chain once, and a swap replaces the whole [`WasmChain`] at once,
+//! bumps the version and tells the engine, which then reconciles every object of the resource
+//! with the new plugins. A reconcile that straddles a swap may take one hook's answer from the
+//! old version and the next from the new; the reconcile of every object that follows the swap
+//! settles each on the new version alone.
 
 use std::sync::Arc;
 
