@@ -198,7 +198,8 @@ fn identity(ferry: &Ferry) -> Result<String> {
 async fn identity_of(ferry: &Ferry) -> Result<String> {
     eventually(
         "the replica's identity",
-        Duration::from_secs(30),
+        // Said once connected to kcp, which takes a while on a loaded machine.
+        Duration::from_secs(120),
         || async { Ok(ferry.identity()) },
     )
     .await
@@ -340,7 +341,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         victims.len()
     );
     ensure!(
-        moved <= LEASE_DURATION + Duration::from_secs(10),
+        moved <= LEASE_DURATION + Duration::from_secs(15),
         "the killed replica's share took {moved:?} to move"
     );
     settled(&survivors, &offsets, 2).await?;
@@ -475,8 +476,10 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         "phase 3: {} objects created during the join, the slowest copied after {worst} s",
         created.len()
     );
+    // A join pauses the moved workspaces for a listing or two (a few seconds, more on a
+    // loaded machine), never for a lease duration as a crash does.
     ensure!(
-        worst <= 8,
+        worst < LEASE_DURATION.as_secs() as i64 - 3,
         "an object created during the join waited {worst} s for its copy"
     );
     let per_replica = written_by_owners(s, since_join, &members)?;

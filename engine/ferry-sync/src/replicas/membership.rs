@@ -244,6 +244,25 @@ pub async fn run(
     state.send_replace(Leadership::Leading);
     loop {
         let started = Instant::now();
+        // Renew first: a slow listing must not cost the Lease (a listing that took most of
+        // the renew deadline once stopped a healthy replica on a loaded machine).
+        let mut renewed = match renew(&membership, &gate).await {
+            Renewal::Renewed => {
+                last_renewal = started;
+                true
+            }
+            Renewal::Failed => false,
+            Renewal::Deleted => {
+                tracing::error!(lease = %lease_name, "this replica's member Lease was deleted: others may have taken its share; stopping");
+                lost(&gate, &state).await;
+                return;
+            }
+        };
+        if lease::renew_deadline_passed(last_renewal, &timings, Instant::now()) {
+            tracing::error!(lease = %lease_name, deadline = ?timings.renew_deadline, "could not renew the member Lease within the renew deadline: stopping");
+            lost(&gate, &state).await;
+            return;
+        }
         let listing = tokio::time::timeout(timings.renew_deadline, membership.live_members()).await;
         match listing {
             Ok(Ok(live)) => match gate.update(|h| h.observe(&live)).await {
@@ -252,6 +271,17 @@ pub async fn run(
                         members = live.len().max(1),
                         "replicas changed; stopped writing what this replica gives up, advertising the new member set"
                     );
+                    // Advertised at once: the others wait for it.
+                    let again = Instant::now();
+                    match renew(&membership, &gate).await {
+                        Renewal::Renewed => last_renewal = again,
+                        Renewal::Failed => renewed = false,
+                        Renewal::Deleted => {
+                            tracing::error!(lease = %lease_name, "this replica's member Lease was deleted: others may have taken its share; stopping");
+                            lost(&gate, &state).await;
+                            return;
+                        }
+                    }
                 }
                 Some(Step::Confirmed) => {
                     let members = gate.read(|h| h.and_then(|h| h.view().map(|v| v.len())));
@@ -271,29 +301,11 @@ pub async fn run(
                 tracing::warn!(lease = %lease_name, "listing the member Leases got no answer; retrying")
             }
         }
-        let advertised = gate.read(|h| h.and_then(|h| h.advertised()));
-        let deadline = last_renewal + timings.renew_deadline;
-        match tokio::time::timeout_at(deadline, membership.renew(advertised.as_deref())).await {
-            Ok(Ok(())) => last_renewal = started,
-            Ok(Err(err)) if is_not_found(&err) => {
-                tracing::error!(lease = %lease_name, "this replica's member Lease was deleted: others may have taken its share; stopping");
-                lost(&gate, &state).await;
-                return;
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(lease = %lease_name, error = %explain::api_error(&err), "renewing the member Lease failed; retrying")
-            }
-            Err(_) => {}
-        }
-        if lease::renew_deadline_passed(last_renewal, &timings, Instant::now()) {
-            tracing::error!(lease = %lease_name, deadline = ?timings.renew_deadline, "could not renew the member Lease within the renew deadline: stopping");
-            lost(&gate, &state).await;
-            return;
-        }
         // While a handover is under way, look again soon: the others' advertisements are
-        // what this replica waits for, and each of them renews on its own schedule.
+        // what this replica waits for, and each of them renews on its own schedule. After a
+        // failed renewal, retry soon too.
         let settled = gate.read(|h| h.is_some_and(|h| h.is_confirmed()));
-        let next = if settled {
+        let next = if settled && renewed {
             timings.retry_period
         } else {
             timings.retry_period / 4
@@ -309,6 +321,34 @@ pub async fn run(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// How a renewal went.
+enum Renewal {
+    Renewed,
+    /// An error or no answer within a retry period: retried soon, until the renew deadline.
+    Failed,
+    /// The Lease is gone (404).
+    Deleted,
+}
+
+/// Renews this replica's Lease with the view it acts on; one retry period at most.
+async fn renew(membership: &Membership, gate: &Gate) -> Renewal {
+    let advertised = gate.read(|h| h.and_then(|h| h.advertised()));
+    let lease = membership.lease();
+    let period = membership.settings.timings.retry_period;
+    match tokio::time::timeout(period, membership.renew(advertised.as_deref())).await {
+        Ok(Ok(())) => Renewal::Renewed,
+        Ok(Err(err)) if is_not_found(&err) => Renewal::Deleted,
+        Ok(Err(err)) => {
+            tracing::warn!(%lease, error = %explain::api_error(&err), "renewing the member Lease failed; retrying");
+            Renewal::Failed
+        }
+        Err(_) => {
+            tracing::warn!(%lease, after = ?period, "renewing the member Lease got no answer; retrying");
+            Renewal::Failed
         }
     }
 }
