@@ -1,7 +1,8 @@
 //! Membership of replicas that share the work: this replica's own `coordination.k8s.io/v1`
-//! Lease, renewed every retry period with the view it acts on, and a fresh list of every
-//! member's Lease before each renewal, fed to the handover state ([`super::handover`]) through
-//! the workers' gate ([`super::gate`]).
+//! Lease, renewed every retry period with the view it acts on, and after each renewal a fresh
+//! list of every member's Lease, fed to the handover state ([`super::handover`]) through the
+//! workers' gate ([`super::gate`]); a view adopted from a listing is advertised right after
+//! the gate has narrowed.
 //!
 //! The timing rules are leader election's ([`crate::lease`]): another member's Lease holds for
 //! its duration from when this process last saw it change (local monotonic clock only); this
