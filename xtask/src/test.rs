@@ -20,7 +20,7 @@ pub struct Args {
     /// Skip the short chaos run that ends a successful test run (`cargo xtask chaos`).
     #[arg(long)]
     no_chaos: bool,
-    /// Skip the two-shard pass (the sync and shard tests on `env up --shards 2`) that follows
+    /// Skip the two-shard pass (the sync, shard and replica tests on `env up --shards 2`) that follows
     /// a successful run.
     #[arg(long)]
     no_shards: bool,
@@ -59,8 +59,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Test files run again on a two-shard kcp: the core sync scenarios (tenants spread over
-/// both shards by the harness) and the shard-specific tests, which skip on one shard.
-pub const SHARDED_TESTS: [&str; 2] = ["sync", "shards"];
+/// both shards by the harness), the shard-specific tests and the replicas that share the
+/// work (about 2 minutes), which skip on one shard.
+pub const SHARDED_TESTS: [&str; 3] = ["sync", "shards", "replicas"];
 
 /// The environment directory of the two-shard pass: beside the single-shard one.
 pub fn sharded_env_dir() -> PathBuf {

@@ -33,6 +33,9 @@ pub struct LeaderElectionSettings {
     pub identity: String,
     /// Lease duration, renew deadline, retry period.
     pub timings: LeaseTimings,
+    /// Share the work instead of electing a leader: every replica holds a member Lease
+    /// (`<name>-member-…`) and writes the logical clusters it owns ([`crate::replicas`]).
+    pub share_work: bool,
 }
 
 /// Whether this process may write.

@@ -103,13 +103,7 @@ pub fn decide(
     let spec = &observed.spec;
     let current = holder(spec);
     if let Some(other) = current.filter(|h| *h != me) {
-        // The holder's own duration counts: it is the promise it made when it wrote.
-        let duration = spec
-            .lease_duration_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .filter(|s| *s > 0)
-            .map_or(timings.lease_duration, Duration::from_secs);
-        let expires = observed.since + duration;
+        let expires = valid_until(observed, timings);
         if now < expires {
             return Decision::HeldBy {
                 holder: other.to_string(),
@@ -135,6 +129,18 @@ pub fn decide(
         }),
         ..LeaseSpec::default()
     })
+}
+
+/// Until when the observed record holds: its holder's own duration (the promise it made when
+/// it wrote; `timings`' when it states none) from when this process first saw the record.
+pub fn valid_until(observed: &Observed, timings: &LeaseTimings) -> Instant {
+    let duration = observed
+        .spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|s| *s > 0)
+        .map_or(timings.lease_duration, Duration::from_secs);
+    observed.since + duration
 }
 
 /// The spec of a new Lease claimed by `me`.

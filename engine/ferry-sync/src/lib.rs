@@ -32,6 +32,7 @@ pub mod plugins;
 pub mod preview;
 pub mod queue;
 pub mod reconcile;
+pub mod replicas;
 pub mod settings;
 pub mod shards;
 mod startup;
@@ -62,6 +63,9 @@ use leader::{Elector, Leadership};
 use metrics::Metrics;
 use queue::{Outcome, WorkQueue};
 use reconcile::{KcpClients, Next, ResourceSync};
+use replicas::gate::Gate;
+use replicas::handover::Handover;
+use replicas::membership::{Membership, MembershipSettings};
 use shards::Shards;
 use target::TargetCluster;
 use workspaces::Workspaces;
@@ -193,6 +197,9 @@ impl Engine {
         // Leadership: decided by the elector, or always leading without election.
         let (leadership_tx, mut leadership) = watch::channel(Leadership::Standby);
         let (release, release_rx) = oneshot::channel::<()>();
+        // Which logical clusters the workers may write: all, except for replicas sharing the
+        // work.
+        let mut gate = Gate::everything();
         let (elector, _always_leading) = match election {
             None => {
                 leadership_tx.send_replace(Leadership::Leading);
@@ -213,17 +220,43 @@ impl Engine {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("ferry-{}", connected.owner));
-                let elector = Elector::new(
-                    target.client.clone(),
-                    &election.namespace,
-                    &name,
-                    &election.identity,
-                    election.timings,
-                );
-                tracing::info!(target = %election.target, lease = %elector.lease(), identity = %election.identity, "leader election");
-                self.metrics.leader(false);
-                let task = tokio::spawn(leader::elect(elector, leadership_tx, release_rx));
-                (Some((task, election.timings)), None)
+                if election.share_work {
+                    gate = Gate::shared(Handover::new(&election.identity));
+                    let membership = Membership::new(
+                        target.client.clone(),
+                        MembershipSettings {
+                            namespace: election.namespace.clone(),
+                            prefix: name,
+                            group: connected.owner.clone(),
+                            identity: election.identity.clone(),
+                            timings: election.timings,
+                        },
+                    );
+                    tracing::info!(target = %election.target, lease = %membership.lease(), identity = %election.identity, "sharing the work with the other replicas");
+                    self.metrics.leader(false);
+                    let (owned, allows) = (resources.clone(), gate.clone());
+                    let confirmed = move |_members: usize| enqueue_writable(&owned, &allows);
+                    let task = tokio::spawn(replicas::membership::run(
+                        membership,
+                        gate.clone(),
+                        leadership_tx,
+                        release_rx,
+                        confirmed,
+                    ));
+                    (Some((task, election.timings)), None)
+                } else {
+                    let elector = Elector::new(
+                        target.client.clone(),
+                        &election.namespace,
+                        &name,
+                        &election.identity,
+                        election.timings,
+                    );
+                    tracing::info!(target = %election.target, lease = %elector.lease(), identity = %election.identity, "leader election");
+                    self.metrics.leader(false);
+                    let task = tokio::spawn(leader::elect(elector, leadership_tx, release_rx));
+                    (Some((task, election.timings)), None)
+                }
             }
         };
         health.set_role(Role::Standby);
@@ -246,7 +279,7 @@ impl Engine {
                         Leadership::Leading if pool.is_empty() => {
                             for (sync, queue) in &resources {
                                 for _ in 0..workers {
-                                    pool.spawn(named("worker", worker(sync.clone(), queue.clone())));
+                                    pool.spawn(named("worker", worker(sync.clone(), queue.clone(), gate.clone())));
                                 }
                             }
                             health.set_role(Role::Leading);
@@ -511,10 +544,22 @@ impl Connected {
     }
 }
 
-async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
+async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, gate: Arc<Gate>) {
     while let Some(lease) = queue.next().await {
         let key = lease.0.clone();
-        let outcome = match sync.reconcile(&key).await {
+        // Another replica's logical cluster: not ours to write (it is enqueued again if
+        // this replica gains it).
+        let Some(permit) = gate.permit(&key.cluster) else {
+            queue.done(lease, Outcome::Done);
+            continue;
+        };
+        let result = tokio::select! {
+            result = sync.reconcile(&key) => result,
+            // Handed over meanwhile: stop at once; the new owner reconciles it again.
+            _ = permit.revoked() => Ok(Next::Done),
+        };
+        drop(permit);
+        let outcome = match result {
             Ok(Next::Done) => {
                 if sync.upstream.get(&key).is_none() && sync.downstream.copies_of(&key).is_empty() {
                     sync.forget(&key);
@@ -554,6 +599,23 @@ async fn resync(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, period: 
                 tracing::info!(resource = %sync.name, version, "plugin chain changed: reconciling every object");
                 enqueue_all(&sync, &queue);
             }
+        }
+    }
+}
+
+/// Enqueues every object and copy's origin whose logical cluster this replica may write now
+/// (after it gained clusters).
+fn enqueue_writable(resources: &[Resource], gate: &Gate) {
+    for (sync, queue) in resources {
+        let keys: BTreeSet<UpstreamKey> = sync
+            .upstream
+            .keys()
+            .into_iter()
+            .chain(sync.downstream.origins())
+            .filter(|key| gate.allows(&key.cluster))
+            .collect();
+        for key in keys {
+            queue.add(key);
         }
     }
 }

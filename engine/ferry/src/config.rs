@@ -212,7 +212,8 @@ pub struct EngineConfig {
     pub target_timeout_seconds: Option<u64>,
 }
 
-/// `leaderElection:`. Every key is optional; it only takes effect with `--leader-elect`.
+/// `leaderElection:`. Every key is optional; it only takes effect with `--leader-elect` or
+/// `--share-work` (or `shareWork: true`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LeaderElectionConfig {
@@ -234,6 +235,10 @@ pub struct LeaderElectionConfig {
     /// Retry period in seconds.
     #[serde(default)]
     pub retry_period_seconds: Option<u64>,
+    /// Replicas share the work by workspace instead of electing a leader (as `ferry run
+    /// --share-work`).
+    #[serde(default)]
+    pub share_work: bool,
 }
 
 /// Default namespace of the leader Lease.
@@ -1434,6 +1439,17 @@ plugins: {dir: plugins}
             election.timings().retry_period,
             std::time::Duration::from_secs(5)
         );
+    }
+
+    #[test]
+    fn share_work_is_off_unless_the_section_says_so() {
+        let dir = temp_dir("share-work-default");
+        let loaded = load(&write(&dir, "ferry.yaml", VALID)).expect("valid");
+        assert!(!loaded.config.leader_election.share_work);
+        let loaded = load_election("share-work", "shareWork: true").expect("valid");
+        assert!(loaded.config.leader_election.share_work);
+        let err = load_election("share-work-bad", "shareWork: maybe").expect_err("not a bool");
+        assert!(err.to_string().contains("shareWork"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub struct Args {
     /// writes, the others keep their caches warm (see `leaderElection:` in the file).
     #[arg(long)]
     leader_elect: bool,
+    /// Run as one of several replicas that share the work: each holds a Lease of its own
+    /// on the leader election target, and each workspace is written by exactly one live
+    /// replica (implies --leader-elect's Lease settings; `leaderElection.shareWork: true`
+    /// in the file does the same).
+    #[arg(long)]
+    share_work: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -38,7 +44,8 @@ pub fn main(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(loaded, args.metrics_addr, args.leader_elect))
+    let mode = Replicas::of(&args, &loaded.config);
+    runtime.block_on(run(loaded, args.metrics_addr, mode))
 }
 
 async fn kube_config(
@@ -63,10 +70,33 @@ async fn kube_config(
     Ok(config)
 }
 
+/// How this process works with other replicas.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replicas {
+    /// Alone: it writes everything.
+    Alone,
+    /// One leader writes everything, the others stand by.
+    ElectLeader,
+    /// Each writes the workspaces it owns.
+    ShareWork,
+}
+
+impl Replicas {
+    fn of(args: &Args, config: &config::Config) -> Self {
+        if args.share_work || config.leader_election.share_work {
+            Replicas::ShareWork
+        } else if args.leader_elect {
+            Replicas::ElectLeader
+        } else {
+            Replicas::Alone
+        }
+    }
+}
+
 async fn run(
     loaded: config::Loaded,
     metrics_addr: Option<SocketAddr>,
-    leader_elect: bool,
+    mode: Replicas,
 ) -> Result<()> {
     let (mut settings, reloader) =
         settings_and_plugins(&loaded, Arc::new(Metrics::default())).await?;
@@ -82,8 +112,27 @@ async fn run(
             .watch(interval)
             .context("starting the plugin file watcher")?;
     }
-    if leader_elect {
-        settings.leader_election = Some(leader_election(&loaded.config));
+    if mode != Replicas::Alone {
+        let election = LeaderElectionSettings {
+            share_work: mode == Replicas::ShareWork,
+            ..leader_election(&loaded.config)
+        };
+        // Audit logs then say which replica made each request.
+        let agent = user_agent(&election.identity);
+        settings
+            .kcp
+            .config
+            .headers
+            .retain(|(name, _)| name != http::header::USER_AGENT);
+        settings.kcp.config.headers.push(agent.clone());
+        for target in &mut settings.targets {
+            target
+                .config
+                .headers
+                .retain(|(name, _)| name != http::header::USER_AGENT);
+            target.config.headers.push(agent.clone());
+        }
+        settings.leader_election = Some(election);
     }
     let engine = Engine::new(settings);
     if let Some(addr) = metrics_addr {
@@ -130,7 +179,18 @@ fn leader_election(config: &config::Config) -> LeaderElectionSettings {
         name: election.name.clone(),
         identity: identity(),
         timings: election.timings(),
+        share_work: false,
     }
+}
+
+/// `ferry/<version> (<identity>)`: the same product token as a single replica's, with the
+/// replica's identity as a comment.
+fn user_agent(identity: &str) -> (http::HeaderName, http::HeaderValue) {
+    let value = format!("ferry/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    let value = http::HeaderValue::from_str(&value).unwrap_or_else(|_| {
+        http::HeaderValue::from_static(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+    });
+    (http::header::USER_AGENT, value)
 }
 
 /// This process in the Lease: the pod's name (`POD_NAME` from the downward API, else the

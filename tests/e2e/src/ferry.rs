@@ -219,6 +219,8 @@ pub struct FerryOptions {
     pub extra_config: String,
     /// Run with `--leader-elect`.
     pub leader_elect: bool,
+    /// Run with `--share-work` (replicas that share the workspaces).
+    pub share_work: bool,
     /// Keys of the `leaderElection:` section, in YAML flow style (e.g. `retryPeriodSeconds: 1`).
     pub leader_election: String,
     /// Lines appended to the `kcp:` section, indented (e.g. `  workspaceLabels: [team]\n`).
@@ -248,6 +250,7 @@ impl Default for FerryOptions {
             target_kubeconfigs: Vec::new(),
             extra_config: String::new(),
             leader_elect: false,
+            share_work: false,
             leader_election: String::new(),
             kcp_extra: String::new(),
             extra_resources: String::new(),
@@ -352,11 +355,14 @@ impl Ferry {
             config,
             metrics_port,
             log_format: options.log_format.clone(),
-            args: if options.leader_elect {
-                vec!["--leader-elect".into()]
-            } else {
-                Vec::new()
-            },
+            args: [
+                (options.leader_elect, "--leader-elect"),
+                (options.share_work, "--share-work"),
+            ]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, arg)| arg.to_string())
+            .collect(),
         };
         if !options.defer_start {
             ferry.restart()?;
@@ -554,6 +560,20 @@ impl Ferry {
 
     fn log_path(&self) -> PathBuf {
         self.dir.join("ferry.log")
+    }
+
+    /// The identity the process gave itself in its Lease (and its user agent), from its log
+    /// (`identity=…` on the line that says it joined or waits to lead); the latest run's.
+    pub fn identity(&self) -> Option<String> {
+        self.log()
+            .lines()
+            .rev()
+            .filter(|l| l.contains("joining the replicas") || l.contains("waiting to lead"))
+            .find_map(|l| {
+                let rest = &l[l.find("identity=")? + "identity=".len()..];
+                let value = rest.split_whitespace().next()?;
+                Some(value.trim_matches('"').to_string())
+            })
     }
 
     /// The process's output so far.
