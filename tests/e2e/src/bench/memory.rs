@@ -328,6 +328,9 @@ fn count_copies(
     })
 }
 
+/// One column of RSS figures of the table.
+type Column = Box<dyn Fn(&Point) -> Option<f64>>;
+
 /// The Markdown table of a run, with the growth per object.
 pub fn markdown(points: &[Point]) -> String {
     let names: Vec<String> = points
@@ -358,7 +361,7 @@ pub fn markdown(points: &[Point]) -> String {
         }
         out.push_str(&format!(" {} |\n", p.load));
     }
-    let mut columns: Vec<(String, Box<dyn Fn(&Point) -> Option<f64>>)> = vec![
+    let mut columns: Vec<(String, Column)> = vec![
         ("at rest".into(), Box::new(|p: &Point| Some(p.steady_mib))),
         (
             "after a restart".into(),
