@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn the_table_has_a_row_per_size_and_the_growth() {
         let text = markdown(&[point(0, 20.0), point(1024, 22.0)]);
-        assert!(text.contains("| 1024 | 1 s | 22.0 | – | – | |"), "{text}");
+        assert!(text.contains("| 1024 | 1 s | 22.0 | – | – |"), "{text}");
         assert!(
             text.contains("Growth at rest: 2.00 KiB per object"),
             "{text}"
