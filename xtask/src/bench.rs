@@ -30,6 +30,33 @@ enum What {
     /// release builds: propagation latency under churn, status latency, cold convergence,
     /// restart, memory and CPU. Writes target/bench/sync.{json,md,png}.
     Sync(SyncArgs),
+    /// Ferry's resident memory at rest (release build, one target) with several object
+    /// counts in one run, and the growth per object. Writes target/bench/memory.{json,md}.
+    Memory(MemoryArgs),
+}
+
+/// Options of `cargo xtask bench memory`.
+#[derive(clap::Args)]
+struct MemoryArgs {
+    /// Objects (0-replica Deployments) at each measurement, ascending; objects are only added.
+    #[arg(long, value_delimiter = ',', default_value = "0,2000,10000")]
+    sizes: Vec<usize>,
+    /// Tenant workspaces the objects are spread over.
+    #[arg(long, default_value_t = 10)]
+    workspaces: usize,
+    /// How long RSS is sampled at rest at each size.
+    #[arg(long, default_value_t = 20)]
+    rest_seconds: u64,
+    /// Skip the restart at each size (the fresh process's RSS and relist peak).
+    #[arg(long)]
+    no_restart: bool,
+    /// Another `ferry` binary restarted on the same objects at each size, as NAME=PATH
+    /// (e.g. the build before a change). Repeatable.
+    #[arg(long)]
+    variant: Vec<String>,
+    /// A note printed with the results (e.g. what else ran on the machine). Repeatable.
+    #[arg(long)]
+    note: Vec<String>,
 }
 
 /// Options of `cargo xtask bench sync`; the defaults take about 15 minutes on 2 cores.
@@ -85,20 +112,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         What::Sync(args) => sync(args),
+        What::Memory(args) => memory(args),
     }
 }
 
-fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    plugins::run(plugins::Args::default())?;
-    let env = crate::env::up()?;
-    // Release builds of the engine and of the benchmark (its watches time the engines). The
-    // release target directory lives in the cache like every other build.
+/// Release builds of `ferry` and of the benchmark binary `bench` (in the cache's target
+/// directory, like every other build); returns the directory they are in.
+fn release_build(bench: &str) -> anyhow::Result<PathBuf> {
     let target = paths::target_dir();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("==> building ferry and the benchmark in release mode (once; minutes on 2 cores)");
     // One build each: together, cargo would unify their dependencies' features and build a
     // `ferry` that differs from `cargo build --release -p ferry`'s.
-    for (package, bin) in [("ferry", "ferry"), ("ferry-e2e", "bench-sync")] {
+    for (package, bin) in [("ferry", "ferry"), ("ferry-e2e", bench)] {
         let status = Command::new(&cargo)
             .current_dir(repo_root())
             .args(["build", "--release", "--package", package, "--bin", bin])
@@ -110,7 +136,48 @@ fn sync(args: SyncArgs) -> anyhow::Result<()> {
             "the release build of {bin} failed ({status})"
         );
     }
-    let release = target.join("release");
+    Ok(target.join("release"))
+}
+
+fn memory(args: MemoryArgs) -> anyhow::Result<()> {
+    plugins::run(plugins::Args::default())?;
+    let env = crate::env::up()?;
+    let release = release_build("bench-memory")?;
+    let sizes: Vec<String> = args.sizes.iter().map(ToString::to_string).collect();
+    let mut bench = Command::new(release.join("bench-memory"));
+    bench
+        .current_dir(repo_root())
+        .args(["--sizes", &sizes.join(",")])
+        .args(["--workspaces", &args.workspaces.to_string()])
+        .args(["--rest-seconds", &args.rest_seconds.to_string()])
+        .arg("--out")
+        .arg(repo_root().join("target").join("bench"))
+        .args(["--note", "ferry is a release build"]);
+    if args.no_restart {
+        bench.arg("--no-restart");
+    }
+    for variant in &args.variant {
+        bench.args(["--variant", variant]);
+    }
+    for note in &args.note {
+        bench.args(["--note", note]);
+    }
+    let status = bench
+        .env("FERRY_ENV_DIR", &env.dir)
+        .env("FERRY_BIN", release.join("ferry"))
+        .env("FERRY_PLUGIN_DIR", paths::target_dir().join("plugins"))
+        .status()
+        .context("running bench-memory")?;
+    ensure!(status.success(), "the memory benchmark failed ({status})");
+    Ok(())
+}
+
+fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    plugins::run(plugins::Args::default())?;
+    let env = crate::env::up()?;
+    // Release builds of the engine and of the benchmark (its watches time the engines).
+    let release = release_build("bench-sync")?;
+    let target = paths::target_dir();
     let mut bench = Command::new(release.join("bench-sync"));
     if args.engines.iter().any(|e| e == "api-syncagent") {
         syncagent::publish_once(&env.dir, "cluster-1")?;

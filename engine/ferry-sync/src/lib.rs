@@ -41,7 +41,7 @@ pub mod target;
 pub mod uninstall;
 pub mod workspaces;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -724,25 +724,55 @@ enum Side {
     Downstream(Arc<TargetCluster>),
 }
 
+/// What a (re)list in progress has put into a store so far.
+#[derive(Default)]
+struct Listing {
+    /// Items listed.
+    items: usize,
+    /// Upstream keys of the items (for copies: their origins).
+    keys: BTreeSet<UpstreamKey>,
+    /// Where the items are (copies only).
+    copies: HashSet<store::CopyRef>,
+}
+
 /// Every upstream event starts the propagation clock of its object, every copy's status
 /// change the status clock ([`lag`]); the reconcile decides whether it needed a write.
 impl Side {
-    /// A completed (re)list replaces what this watch fed before; returns the keys to look at.
-    fn replace(&self, sync: &ResourceSync, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
+    /// One item of a (re)list: it goes into the store at once (trimmed there), so a relist
+    /// never holds a second full copy of what the store has. Nothing is enqueued yet.
+    fn list_item(&self, sync: &ResourceSync, object: DynamicObject, listing: &mut Listing) {
+        listing.items += 1;
+        match self {
+            Side::Upstream(shard) => listing.keys.extend(sync.upstream.apply(shard, object)),
+            Side::Downstream(target) => {
+                listing
+                    .copies
+                    .insert(store::copy_ref(target.name(), &object));
+                listing
+                    .keys
+                    .extend(sync.downstream.apply(target.name(), object));
+            }
+        }
+    }
+
+    /// A (re)list completed: what it did not return is gone. Returns every key listed or
+    /// gone, to look at.
+    fn finish_list(&self, sync: &ResourceSync, listing: Listing) -> Vec<UpstreamKey> {
+        let mut keys = listing.keys;
         match self {
             Side::Upstream(shard) => {
-                let mut keys = sync.upstream.replace_shard(shard, objects);
+                let gone = sync.upstream.finish_list(shard, &keys);
+                keys.extend(gone);
                 keys.iter().for_each(|key| sync.propagation.started(key));
                 // With this shard listed, copies of its objects that are gone are orphans.
                 keys.extend(sync.downstream.origins());
-                keys
             }
             Side::Downstream(target) => {
-                let keys = sync.downstream.replace_target(target.name(), objects);
+                keys.extend(sync.downstream.finish_list(target.name(), &listing.copies));
                 keys.iter().for_each(|key| sync.status_lag.started(key));
-                keys
             }
         }
+        keys.into_iter().collect()
     }
 
     fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<UpstreamKey> {
@@ -782,9 +812,10 @@ impl Side {
     }
 }
 
-/// Feeds one cache from one watch and enqueues every key an event touches. List items are
-/// buffered until the list is complete, so a relist replaces the cache in one step. The
-/// first complete list marks the watch synced in `guard`.
+/// Feeds one cache from one watch and enqueues every key an event touches. List items go
+/// into the cache as they arrive (never a second full copy of it during a relist); their
+/// keys are enqueued, and what the list did not return is forgotten, once the list is
+/// complete. The first complete list marks the watch synced in `guard`.
 async fn follow(
     sync: Arc<ResourceSync>,
     queue: WorkQueue<UpstreamKey>,
@@ -794,7 +825,7 @@ async fn follow(
     guard: WatchGuard,
 ) {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut buffer = Vec::new();
+    let mut listing = Listing::default();
     // Said once per stretch: the virtual workspace stopped serving the resource.
     let mut unserved = false;
     while let Some(event) = stream.next().await {
@@ -805,19 +836,19 @@ async fn follow(
             || matches!(event, Ok(Event::InitDone | Event::Delete(_)));
         let keys = match event {
             Ok(Event::Init) => {
-                buffer.clear();
+                listing = Listing::default();
                 continue;
             }
             Ok(Event::InitApply(object)) => {
-                buffer.push(with_types(&sync.api, object));
+                side.list_item(&sync, with_types(&sync.api, object), &mut listing);
                 continue;
             }
             Ok(Event::InitDone) => {
                 if std::mem::take(&mut unserved) {
                     tracing::warn!(resource = %sync.name, "{} are served again", side.describe());
                 }
-                tracing::info!(resource = %sync.name, count = buffer.len(), "listed {}", side.describe());
-                let keys = side.replace(&sync, std::mem::take(&mut buffer));
+                tracing::info!(resource = %sync.name, count = listing.items, "listed {}", side.describe());
+                let keys = side.finish_list(&sync, std::mem::take(&mut listing));
                 guard.synced();
                 keys
             }

@@ -188,6 +188,29 @@ impl UpstreamStore {
         Some(key)
     }
 
+    /// A (re)list of `shard` completed; its items went in one by one through
+    /// [`UpstreamStore::apply`] as they arrived (a relist never holds a second full copy of
+    /// the shard's objects) and `listed` holds their keys. Forgets the shard's objects the
+    /// list did not return and marks the shard listed. Returns the forgotten keys.
+    pub fn finish_list(
+        &self,
+        shard: &Arc<str>,
+        listed: &BTreeSet<UpstreamKey>,
+    ) -> Vec<UpstreamKey> {
+        let mut inner = write(&self.inner);
+        let gone: Vec<UpstreamKey> = inner
+            .objects
+            .iter()
+            .filter(|(k, u)| &u.shard == shard && !listed.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            inner.objects.remove(key);
+        }
+        inner.synced.insert(shard.clone());
+        gone
+    }
+
     /// A (re)list of `shard` completed with `objects`: replaces what the shard had.
     /// Returns every key that is new, changed or gone.
     pub fn replace_shard(&self, shard: &Arc<str>, objects: Vec<DynamicObject>) -> Vec<UpstreamKey> {
@@ -274,7 +297,8 @@ pub struct DownstreamStore {
     inner: RwLock<DownstreamInner>,
 }
 
-fn copy_ref(target: &str, object: &DynamicObject) -> CopyRef {
+/// Where `object`, a copy on `target`, lives.
+pub fn copy_ref(target: &str, object: &DynamicObject) -> CopyRef {
     CopyRef {
         target: target.to_string(),
         namespace: object.metadata.namespace.clone().unwrap_or_default(),
@@ -349,6 +373,23 @@ impl DownstreamStore {
     pub fn status_differs(&self, target: &str, object: &DynamicObject) -> bool {
         self.get(&copy_ref(target, object))
             .is_none_or(|stored| stored.data.get("status") != object.data.get("status"))
+    }
+
+    /// A (re)list of `target` completed; its items went in one by one through
+    /// [`DownstreamStore::apply`] as they arrived and `listed` holds where they are. Forgets
+    /// the copies on `target` the list did not return and marks the target listed. Returns
+    /// the forgotten copies' origins.
+    pub fn finish_list(&self, target: &str, listed: &HashSet<CopyRef>) -> Vec<UpstreamKey> {
+        let mut inner = write(&self.inner);
+        let gone: Vec<CopyRef> = inner
+            .objects
+            .keys()
+            .filter(|at| at.target == target && !listed.contains(*at))
+            .cloned()
+            .collect();
+        let origins = gone.iter().filter_map(|at| inner.remove(at)).collect();
+        inner.synced.insert(target.to_string());
+        origins
     }
 
     /// A (re)list of `target` completed: replaces its copies, returns every origin touched.
@@ -446,6 +487,146 @@ mod tests {
                 .as_deref(),
             Some("11")
         );
+    }
+
+    /// A copy as a target returns it: Ferry's apply entry, the target's controller's status
+    /// entry and a manual edit in `managedFields`, Ferry's digest, a spec and a status.
+    fn live_copy(key: &UpstreamKey) -> DynamicObject {
+        let mut annotations = identity_annotations(key, None);
+        annotations.insert(crate::desired::APPLIED.into(), "digest-1".into());
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": key.downstream_namespace(),
+                "uid": "copy-uid", "resourceVersion": "7", "generation": 3,
+                "labels": identity_labels(key, "uid-1", "owner-1"),
+                "annotations": annotations,
+                "managedFields": [
+                    {"manager": "ferry", "operation": "Apply", "apiVersion": "apps/v1",
+                     "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+                    {"manager": "kube-controller-manager", "operation": "Update",
+                     "subresource": "status", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:status": {"f:replicas": {}}}},
+                    {"manager": "kubectl-edit", "operation": "Update", "apiVersion": "apps/v1",
+                     "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:paused": {}}}},
+                ]},
+            "spec": {"replicas": 2, "paused": true, "template": {"spec": {"containers": []}}},
+            "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn an_upstream_object_is_stored_without_managed_fields_and_with_everything_else() {
+        let store = UpstreamStore::default();
+        let shard: Arc<str> = Arc::from("https://shard");
+        let mut object = upstream("ws", "demo", "web");
+        object.metadata.managed_fields = Some(vec![Default::default(); 3]);
+        object.metadata.finalizers = Some(vec!["sync.ferry.dev/x".into()]);
+        object.metadata.uid = Some("u".into());
+        object.metadata.generation = Some(4);
+        object.data = json!({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
+        let key = store.apply(&shard, object.clone()).expect("key");
+        let stored = store.get(&key).expect("stored").object;
+        assert_eq!(stored.metadata.managed_fields, None);
+        let mut expected = object;
+        expected.metadata.managed_fields = None;
+        assert_eq!(
+            serde_json::to_value(&*stored).expect("json"),
+            serde_json::to_value(&expected).expect("json"),
+            "only managedFields may go"
+        );
+    }
+
+    #[test]
+    fn a_copy_keeps_only_ferrys_apply_entry_and_compares_as_the_live_copy() {
+        let store = DownstreamStore::default();
+        let key = UpstreamKey::new("ws", "demo", "web");
+        let live = live_copy(&key);
+        store.apply("cluster-1", live.clone());
+        let stored = store
+            .get(&copy_ref("cluster-1", &live))
+            .expect("the copy is stored");
+        let managers: Vec<_> = stored
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|f| f.manager.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(managers, ["ferry"]);
+        let (stored, live) = (
+            serde_json::to_value(&*stored).expect("json"),
+            serde_json::to_value(&live).expect("json"),
+        );
+        // Everything the planner and the status plugins read is kept as is.
+        for pointer in [
+            "/spec",
+            "/status",
+            "/metadata/labels",
+            "/metadata/annotations",
+            "/metadata/uid",
+            "/metadata/resourceVersion",
+            "/metadata/generation",
+        ] {
+            assert_eq!(stored.pointer(pointer), live.pointer(pointer), "{pointer}");
+        }
+        // Drift and changes are decided the same on the stored copy as on the live one: a
+        // desired state that sets `paused` (owned by the manual edit, not by Ferry) drifted,
+        // with another digest and another replica count.
+        let mut desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"annotations": {crate::desired::APPLIED: "digest-2"}},
+            "spec": {"replicas": 3, "paused": true, "template": {"spec": {"containers": []}}}});
+        let (on_stored, on_live) = (
+            crate::desired::compare(&desired, &stored),
+            crate::desired::compare(&desired, &live),
+        );
+        assert_eq!(format!("{on_stored:?}"), format!("{on_live:?}"));
+        assert!(
+            on_stored.drifted.contains(&"spec.paused".to_string()),
+            "{on_stored:?}"
+        );
+        desired["metadata"]["annotations"][crate::desired::APPLIED] = json!("digest-1");
+        assert_eq!(
+            format!("{:?}", crate::desired::compare(&desired, &stored)),
+            format!("{:?}", crate::desired::compare(&desired, &live))
+        );
+    }
+
+    #[test]
+    fn a_relist_fed_item_by_item_forgets_only_what_it_did_not_return() {
+        let store = UpstreamStore::default();
+        let shard: Arc<str> = Arc::from("https://shard");
+        let other: Arc<str> = Arc::from("https://other");
+        store.add_shard(&shard);
+        store.apply(&shard, upstream("ws", "demo", "gone"));
+        store.apply(&other, upstream("ws2", "demo", "elsewhere"));
+        let mut listed = BTreeSet::new();
+        listed.extend(store.apply(&shard, upstream("ws", "demo", "kept")));
+        assert!(!store.listed(&shard), "listed only once the list completes");
+        let gone = store.finish_list(&shard, &listed);
+        assert_eq!(gone, [UpstreamKey::new("ws", "demo", "gone")]);
+        assert!(store.get(&UpstreamKey::new("ws", "demo", "kept")).is_some());
+        assert!(
+            store
+                .get(&UpstreamKey::new("ws2", "demo", "elsewhere"))
+                .is_some(),
+            "another shard's objects are not this list's business"
+        );
+        assert!(store.listed(&shard));
+
+        let copies = DownstreamStore::default();
+        let key = UpstreamKey::new("ws", "demo", "web");
+        let copy = live_copy(&key);
+        copies.apply("cluster-1", copy.clone());
+        copies.apply("cluster-2", copy.clone());
+        assert!(copies.finish_list("cluster-1", &HashSet::new()) == [key.clone()]);
+        assert!(copies.synced("cluster-1"));
+        assert_eq!(copies.copies_of(&key).len(), 1, "cluster-2's copy stays");
+        let mut seen = HashSet::new();
+        seen.insert(copy_ref("cluster-2", &copy));
+        assert!(copies.finish_list("cluster-2", &seen).is_empty());
+        assert_eq!(copies.copies_of(&key).len(), 1);
     }
 
     #[test]

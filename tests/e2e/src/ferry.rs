@@ -233,6 +233,12 @@ pub struct FerryOptions {
     /// Keys added to the `plugins:` section, in YAML flow style (e.g.
     /// `reloadIntervalMs: 300`).
     pub plugins_extra: String,
+    /// Keys added to every target's entry, in YAML flow style after a comma (e.g.
+    /// `writesPerSecond: 1000`).
+    pub target_extra: String,
+    /// Keys added to the `engine:` section, in YAML flow style after a comma (e.g.
+    /// `workers: 32`).
+    pub engine_extra: String,
 }
 
 impl Default for FerryOptions {
@@ -256,7 +262,18 @@ impl Default for FerryOptions {
             extra_resources: String::new(),
             dependencies: None,
             plugins_extra: String::new(),
+            target_extra: String::new(),
+            engine_extra: String::new(),
         }
+    }
+}
+
+/// `, keys` for a flow map's extra keys, or nothing.
+fn comma_prefixed(keys: &str) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(", {keys}")
     }
 }
 
@@ -274,6 +291,8 @@ pub struct Ferry {
     log_format: String,
     /// Extra arguments of `ferry run`.
     args: Vec<String>,
+    /// The binary [`Ferry::restart`] runs; `None`: [`ferry_bin`].
+    binary: Option<PathBuf>,
 }
 
 impl Ferry {
@@ -297,8 +316,8 @@ impl Ferry {
             "kcp:\n  kubeconfig: {kcp}\n  context: {context}\n  workspace: \"{workspace}\"\n  export: kubernetes\n\
              {kcp_extra}\
              targets:\n\
-             - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}}}\n\
-             - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}}}\n\
+             - {{name: cluster-1, kubeconfig: {c1}, labels: {{region: eu}}{target_extra}}}\n\
+             - {{name: cluster-2, kubeconfig: {c2}, labels: {{region: us}}{target_extra}}}\n\
              resources:\n\
              - group: apps\n  resource: deployments\n\
              \x20 placement: {placement}\n\
@@ -311,7 +330,7 @@ impl Ferry {
              \x20 status: {{plugin: passthrough-status, config: {{target: cluster-1}}}}\n\
              {extra_resources}\
              plugins: {{dir: {plugins}{plugins_extra}}}\n\
-             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}}}\n\
+             engine: {{resyncSeconds: {resync}, targetTimeoutSeconds: {timeout}{engine_extra}}}\n\
              leaderElection: {{{election}}}\n",
             kcp = env.kcp_kubeconfig().display(),
             context = options.kcp_context,
@@ -325,16 +344,14 @@ impl Ferry {
             transform = options.transform,
             status = options.status,
             plugins = plugin_dir().display(),
-            plugins_extra = if options.plugins_extra.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", options.plugins_extra)
-            },
+            plugins_extra = comma_prefixed(&options.plugins_extra),
             resync = options.resync_seconds,
             timeout = options.target_timeout_seconds,
             election = options.leader_election,
             kcp_extra = options.kcp_extra,
             extra_resources = options.extra_resources,
+            target_extra = comma_prefixed(&options.target_extra),
+            engine_extra = comma_prefixed(&options.engine_extra),
             dependencies = match &options.dependencies {
                 Some(plugin) => format!(
                     "  dependencies: {{plugin: {plugin}}}\n\
@@ -363,6 +380,7 @@ impl Ferry {
             .filter(|(on, _)| *on)
             .map(|(_, arg)| arg.to_string())
             .collect(),
+            binary: None,
         };
         if !options.defer_start {
             ferry.restart()?;
@@ -378,7 +396,11 @@ impl Ferry {
             .append(true)
             .open(self.log_path())?;
         writeln!(log, "===== ferry run =====")?;
-        let child = Command::new(ferry_bin()?)
+        let binary = match &self.binary {
+            Some(binary) => binary.clone(),
+            None => ferry_bin()?,
+        };
+        let child = Command::new(binary)
             .args(["run", "--config"])
             .arg(&self.config)
             .arg(format!("--metrics-addr=127.0.0.1:{}", self.metrics_port))
@@ -392,6 +414,12 @@ impl Ferry {
             .context("starting ferry")?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Runs `binary` instead of [`ferry_bin`] from the next [`Ferry::restart`] on (the memory
+    /// benchmark compares builds on the same objects).
+    pub fn use_binary(&mut self, binary: PathBuf) {
+        self.binary = Some(binary);
     }
 
     /// Kills the process at once (SIGKILL: no graceful shutdown, as a crash would).

@@ -305,7 +305,9 @@ impl Drop for Engine {
     }
 }
 
-async fn ferry_tenants(
+/// `workspaces` tenant workspaces `bench-<key>-<i>-<suffix>` bound to `provider`'s export,
+/// each with namespace `demo`.
+pub async fn ferry_tenants(
     admin: &KcpAdmin,
     provider: &Workspace,
     key: &str,

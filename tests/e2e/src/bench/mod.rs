@@ -1,7 +1,9 @@
 //! `cargo xtask bench sync`: Ferry beside kcp's api-syncagent and a bare-client floor, one
-//! engine at a time on the same kcp and target. See docs/benchmarks/sync.md.
+//! engine at a time on the same kcp and target. See docs/benchmarks/sync.md. `cargo xtask bench
+//! memory`: Ferry's memory at rest by object count (docs/benchmarks/memory.md).
 
 pub mod engine;
+pub mod memory;
 pub mod plot;
 pub mod procstat;
 pub mod raw;

@@ -25,7 +25,7 @@ use crate::kcp::KcpAdmin;
 const MAX_MARKER: u64 = i32::MAX as u64 - 1;
 
 /// An object of the benchmark: (tenant, index); it is `obj-<index>` in the tenant's `demo`.
-type Key = (usize, usize);
+pub type Key = (usize, usize);
 
 /// The size and pace of a run.
 #[derive(Clone, Debug, Serialize)]
@@ -377,7 +377,9 @@ fn name(key: &Key) -> String {
     format!("obj-{}", key.1)
 }
 
-async fn create_objects(upstream: &[Api<DynamicObject>], keys: &[Key]) -> Result<()> {
+/// Creates every object of `keys` upstream (the benchmark's small 0-replica Deployment), 16
+/// requests in flight.
+pub async fn create_objects(upstream: &[Api<DynamicObject>], keys: &[Key]) -> Result<()> {
     let results: Vec<Result<()>> = futures::stream::iter(keys)
         .map(|key| async move {
             let object: DynamicObject = serde_json::from_value(deployment(&name(key)))?;
