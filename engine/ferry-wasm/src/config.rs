@@ -145,10 +145,11 @@ pub struct PluginOptions {
     /// configuration, context, targets and object are all unchanged is answered from it
     /// without running the plugin (docs/plugins.md, "Boundary cost").
     ///
-    /// Default 1024, 0 turns the memo off. A transform answer holds the parsed output
-    /// object once per distinct output (a 4 KB Deployment's is about 17 KB of heap), so the
-    /// default keeps at most about 17 MB per transform plugin for such objects; placement
-    /// and dependencies answers are a few names each.
+    /// Default 1024 per hook, 0 turns the memo off. A transform answer keeps each distinct
+    /// output object as JSON text (3.6 KB for the benchmark's 4 KB Deployment, where the
+    /// parsed `Value` would hold 47 KB of heap), so the default holds about 4 MB per
+    /// transform plugin for such objects; placement and dependencies answers are a few
+    /// names each, a status answer one status stanza.
     pub memo_capacity: usize,
 }
 

@@ -161,7 +161,13 @@ mod tests {
         }
     }
 
-    fn key(seed: &PluginSeed, hook: Hook, context: &ObjectContext, targets: &[Target], object: &str) -> Key {
+    fn key(
+        seed: &PluginSeed,
+        hook: Hook,
+        context: &ObjectContext,
+        targets: &[Target],
+        object: &str,
+    ) -> Key {
         seed.key(hook, context)
             .json(&targets)
             .bytes(object.as_bytes())
@@ -174,12 +180,27 @@ mod tests {
         let seed = PluginSeed::new("digest-a", "null", &policy);
         let targets = [Target::new("cluster-1").label("region", "eu")];
         let base = key(&seed, Hook::Transform, &context(), &targets, "{}");
-        assert_eq!(base, key(&seed, Hook::Transform, &context(), &targets, "{}"));
+        assert_eq!(
+            base,
+            key(&seed, Hook::Transform, &context(), &targets, "{}")
+        );
 
         let mut changed = vec![
             // Another component, configuration or policy: another plugin.
-            key(&PluginSeed::new("digest-b", "null", &policy), Hook::Transform, &context(), &targets, "{}"),
-            key(&PluginSeed::new("digest-a", "{\"x\":1}", &policy), Hook::Transform, &context(), &targets, "{}"),
+            key(
+                &PluginSeed::new("digest-b", "null", &policy),
+                Hook::Transform,
+                &context(),
+                &targets,
+                "{}",
+            ),
+            key(
+                &PluginSeed::new("digest-a", "{\"x\":1}", &policy),
+                Hook::Transform,
+                &context(),
+                &targets,
+                "{}",
+            ),
             key(
                 &PluginSeed::new("digest-a", "null", &policy.clone().allow_rename(true)),
                 Hook::Transform,
@@ -189,8 +210,20 @@ mod tests {
             ),
             key(&seed, Hook::Place, &context(), &targets, "{}"),
             key(&seed, Hook::Transform, &context(), &targets, "{ }"),
-            key(&seed, Hook::Transform, &context(), &[Target::new("cluster-1")], "{}"),
-            key(&seed, Hook::Transform, &context(), &[Target::new("cluster-2").label("region", "eu")], "{}"),
+            key(
+                &seed,
+                Hook::Transform,
+                &context(),
+                &[Target::new("cluster-1")],
+                "{}",
+            ),
+            key(
+                &seed,
+                Hook::Transform,
+                &context(),
+                &[Target::new("cluster-2").label("region", "eu")],
+                "{}",
+            ),
         ];
         let mut other = context();
         other.workspace_path = Some("root:org".into());
@@ -209,8 +242,16 @@ mod tests {
     #[test]
     fn fields_cannot_run_into_each_other() {
         let seed = PluginSeed::new("d", "null", &TransformPolicy::default());
-        let a = seed.key(Hook::Transform, &context()).bytes(b"ab").bytes(b"c").finish();
-        let b = seed.key(Hook::Transform, &context()).bytes(b"a").bytes(b"bc").finish();
+        let a = seed
+            .key(Hook::Transform, &context())
+            .bytes(b"ab")
+            .bytes(b"c")
+            .finish();
+        let b = seed
+            .key(Hook::Transform, &context())
+            .bytes(b"a")
+            .bytes(b"bc")
+            .finish();
         assert_ne!(a, b);
     }
 

@@ -51,9 +51,11 @@ struct Inner {
 /// The purity memo of each hook ([`crate::memo`]): validated answers only.
 struct Memos {
     place: Memo<Vec<String>>,
-    /// Per target, in the order asked: the object to apply (shared between targets that
-    /// got the same object) or `None` for a skip.
-    transform: Memo<Vec<(String, Option<Arc<Value>>)>>,
+    /// Per target, in the order asked: the object to apply as JSON text (shared between
+    /// targets that got the same object) or `None` for a skip. Text, not `Value`: a parsed
+    /// 4 KB Deployment holds about 47 KB of heap, its text 4 KB, and parsing it again costs
+    /// what cloning the `Value` would (measured by `cargo xtask bench plugins`).
+    transform: Memo<Vec<(String, Option<Arc<str>>)>>,
     status: Memo<Option<Value>>,
     dependencies: Memo<Vec<ObjectRef>>,
 }
@@ -179,9 +181,12 @@ impl Plugin {
         let hook = Hook::Place;
         let object = json_text(object);
         let memo = &self.inner.memos.place;
-        let key = memo
-            .enabled()
-            .then(|| self.key(hook, context).json(&targets).bytes(object.as_bytes()).finish());
+        let key = memo.enabled().then(|| {
+            self.key(hook, context)
+                .json(&targets)
+                .bytes(object.as_bytes())
+                .finish()
+        });
         if let Some(hit) = recall(memo, key.as_ref()) {
             return Ok(hit.as_ref().clone());
         }
@@ -243,11 +248,8 @@ impl Plugin {
                 .bytes(text.as_bytes())
                 .finish()
         });
-        if let Some(hit) = recall(memo, key.as_ref()) {
-            return Ok(hit
-                .iter()
-                .map(|(name, copy)| (name.clone(), Ok(copy.as_deref().cloned())))
-                .collect());
+        if let Some(results) = recall(memo, key.as_ref()).and_then(|hit| recalled_transform(&hit)) {
+            return Ok(results);
         }
         let results = self.transform_all_uncached(context, object, &text, targets)?;
         if let Some(key) = key
@@ -673,25 +675,51 @@ fn recall<V>(memo: &Memo<V>, key: Option<&Key>) -> Option<Arc<V>> {
 }
 
 /// What the memo keeps of a transform answer: only an answer where every target succeeded
-/// (a failure is retried as it always was). Targets that got equal objects share one copy.
-fn memo_answer(results: &[TargetResult]) -> Option<Vec<(String, Option<Arc<Value>>)>> {
-    let mut distinct: Vec<Arc<Value>> = Vec::new();
+/// (a failure is retried as it always was), each object as JSON text. Targets that got
+/// equal objects share one text. (`Value`s serialise and parse back to equal `Value`s.)
+fn memo_answer(results: &[TargetResult]) -> Option<Vec<(String, Option<Arc<str>>)>> {
+    let mut distinct: Vec<(&Value, Arc<str>)> = Vec::new();
     results
         .iter()
         .map(|(name, result)| {
-            let copy = result.as_ref().ok()?.as_ref().map(|value| {
-                match distinct.iter().find(|kept| kept.as_ref() == value) {
-                    Some(kept) => Arc::clone(kept),
+            let copy = match result.as_ref().ok()? {
+                None => None,
+                Some(value) => Some(match distinct.iter().find(|(kept, _)| *kept == value) {
+                    Some((_, text)) => Arc::clone(text),
                     None => {
-                        let kept = Arc::new(value.clone());
-                        distinct.push(Arc::clone(&kept));
-                        kept
+                        let text: Arc<str> = json_text(value).into();
+                        distinct.push((value, Arc::clone(&text)));
+                        text
                     }
-                }
-            });
+                }),
+            };
             Some((name.clone(), copy))
         })
         .collect()
+}
+
+/// A kept transform answer as results: each distinct text parsed once, and a clone of that
+/// for the other targets that share it (a clone costs about half a parse). The texts were
+/// serialised from validated objects; if one ever failed to parse, the answer is treated
+/// as not kept (`None`).
+fn recalled_transform(kept: &[(String, Option<Arc<str>>)]) -> Option<Vec<TargetResult>> {
+    let mut results: Vec<TargetResult> = Vec::with_capacity(kept.len());
+    for (at, (name, text)) in kept.iter().enumerate() {
+        let copy = match text {
+            None => None,
+            Some(text) => {
+                let earlier = kept[..at]
+                    .iter()
+                    .position(|(_, seen)| seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, text)));
+                match earlier.and_then(|i| results[i].1.as_ref().ok().cloned().flatten()) {
+                    Some(value) => Some(value),
+                    None => Some(serde_json::from_str::<Value>(text).ok()?),
+                }
+            }
+        };
+        results.push((name.clone(), Ok(copy)));
+    }
+    Some(results)
 }
 
 /// Epoch ticks for a deadline: rounded up, plus one because the first tick may come right
