@@ -338,7 +338,7 @@ fn boundary_cost(
     let mut changed = object.clone();
     // Rows run interleaved (a few calls of each in turn), so that a machine whose load changes
     // during the run slows every row alike.
-    let rows: Vec<(&str, Box<dyn FnMut() + '_>)> = vec![
+    let rows: Vec<Row<'_>> = vec![
         (
             "native Rust on Value, 3 targets (the 1x)",
             Box::new(|| {
@@ -465,11 +465,11 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// A named benchmark row: one call per invocation.
+type Row<'a> = (&'a str, Box<dyn FnMut() + 'a>);
+
 /// [`measure`] for several rows at once, interleaved in rounds of ten calls per row.
-fn measure_interleaved<'a>(
-    iterations: usize,
-    mut rows: Vec<(&'a str, Box<dyn FnMut() + 'a>)>,
-) -> Vec<(&'a str, Stats)> {
+fn measure_interleaved<'a>(iterations: usize, mut rows: Vec<Row<'a>>) -> Vec<(&'a str, Stats)> {
     for (_, f) in &mut rows {
         for _ in 0..iterations / 10 + 10 {
             f();
