@@ -10,12 +10,44 @@
 #[allow(dead_code)]
 mod logic;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_core::{ObjectContext, Target, TransformPolicy, validate};
 use ferry_wasm::{PluginOptions, ReusedInstance, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
+
+/// Counts live heap bytes, to measure what one memo entry holds.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout as asked.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: allocated above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes `make` leaves allocated in what it returns.
+fn retained<T>(make: impl FnOnce() -> T) -> (T, isize) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let value = make();
+    (value, LIVE.load(Ordering::Relaxed) - before)
+}
 
 fn main() {
     let iterations: usize = std::env::var("FERRY_BENCH_ITERATIONS")
@@ -74,8 +106,14 @@ fn main() {
     let _ = std::fs::remove_dir_all(&cache_dir);
 
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    // The memo off: these rows measure calls (the memo is measured in the boundary table).
     let plugin = runtime
-        .load_bytes(&bytes, PluginOptions::default().name("default-transform"))
+        .load_bytes(
+            &bytes,
+            PluginOptions::default()
+                .name("default-transform")
+                .memo_capacity(0),
+        )
         .unwrap();
 
     // The results must agree before their timings mean anything.
@@ -172,20 +210,101 @@ fn main() {
         fmt(load_cached)
     );
     println!();
-    boundary_cost(&runtime, &context, &object, iterations);
+    host_steps(&object, &context, &origin, iterations);
+    boundary_cost(&runtime, &context, &object, &origin, iterations);
+}
+
+/// What the host side of one call costs, step by step: where the JSON time goes.
+fn host_steps(
+    object: &Value,
+    context: &ObjectContext,
+    origin: &logic::Origin<'_>,
+    iterations: usize,
+) {
+    let policy = TransformPolicy::default();
+    let output = logic::transform(object.clone(), origin)
+        .unwrap()
+        .to_string();
+    let digest_of = |text: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(text.as_bytes())
+    };
+    let rows = [
+        (
+            "serialise the object (Value's Display, before)",
+            measure(iterations, || {
+                black_box(black_box(object).to_string());
+            }),
+        ),
+        (
+            "serialise the object (serde_json::to_string)",
+            measure(iterations, || {
+                black_box(serde_json::to_string(black_box(object)).unwrap());
+            }),
+        ),
+        (
+            "SHA-256 of the object's text (memo key)",
+            measure(iterations, || {
+                black_box(digest_of(black_box(&output)));
+            }),
+        ),
+        (
+            "parse the output into a Value",
+            measure(iterations, || {
+                black_box(serde_json::from_str::<Value>(black_box(&output)).unwrap());
+            }),
+        ),
+        (
+            "validate the output (parse + checks)",
+            measure(iterations, || {
+                black_box(
+                    validate::transform(black_box(&output), object, context, &policy).unwrap(),
+                );
+            }),
+        ),
+        (
+            "clone the object Value",
+            measure(iterations, || {
+                black_box(black_box(object).clone());
+            }),
+        ),
+    ];
+    let (kept, bytes) = retained(|| serde_json::from_str::<Value>(&output).unwrap());
+    drop(kept);
+    println!("Host steps per call ({} byte output)", output.len());
+    println!();
+    println!("{:<48} {:>10} {:>10} {:>10}", "step", "p50", "p99", "mean");
+    for (name, s) in &rows {
+        println!(
+            "{:<48} {:>10} {:>10} {:>10}",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean)
+        );
+    }
+    println!("heap held by the parsed output (one memo entry): {bytes} bytes");
+    println!();
 }
 
 /// The engine's transform step for one object placed on three targets, per contract version.
 /// Both fixtures run the same transformation (`tests/plugins/frozen-v0-1-0/src/logic.rs`),
 /// so the difference is the boundary: serialisations, instances and parses.
-fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, iterations: usize) {
-    let load = |name: &str| match ferry_wasm::testing::component(name) {
+fn boundary_cost(
+    runtime: &Runtime,
+    context: &ObjectContext,
+    object: &Value,
+    origin: &logic::Origin<'_>,
+    iterations: usize,
+) {
+    let load = |name: &str, memo: usize| match ferry_wasm::testing::component(name) {
         // A loaded machine must not turn a slow sample into a failed run.
         Ok(path) => runtime
             .load_file(
                 path,
                 PluginOptions::default()
-                    .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10))),
+                    .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10)))
+                    .memo_capacity(memo),
             )
             .unwrap(),
         Err(missing) => {
@@ -193,8 +312,10 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
             std::process::exit(1);
         }
     };
-    let v1 = load("frozen-v0-1-0");
-    let v2 = load("contract-v0-2-0");
+    // Rows that measure calls run without the memo; the memo rows say so.
+    let v1 = load("frozen-v0-1-0", 0);
+    let v2 = load("contract-v0-2-0", 0);
+    let v2_memo = load("contract-v0-2-0", 1024);
     let targets: Vec<Target> = ["cluster-1", "cluster-2", "cluster-3"]
         .into_iter()
         .map(Target::new)
@@ -212,10 +333,23 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
         .collect();
     assert_eq!(per_target, all, "v0.1.0 and v0.2.0 fixtures disagree");
 
-    let rows = [
+    // Every object of a changing stream differs in its resourceVersion, as after an update.
+    let mut version = 0u64;
+    let mut changed = object.clone();
+    // Rows run interleaved (a few calls of each in turn), so that a machine whose load changes
+    // during the run slows every row alike.
+    let rows: Vec<Row<'_>> = vec![
+        (
+            "native Rust on Value, 3 targets (the 1x)",
+            Box::new(|| {
+                for _ in &targets {
+                    black_box(logic::transform(black_box(object).clone(), origin).unwrap());
+                }
+            }),
+        ),
         (
             "before: v0.1.0, transform per target",
-            measure(iterations, || {
+            Box::new(|| {
                 for t in &targets {
                     black_box(v1.transform(context, black_box(object), t).unwrap());
                 }
@@ -223,7 +357,7 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
         ),
         (
             "v0.1.0, transform_all (object serialised once)",
-            measure(iterations, || {
+            Box::new(|| {
                 black_box(
                     v1.transform_all(context, black_box(object), &targets)
                         .unwrap(),
@@ -232,7 +366,7 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
         ),
         (
             "after: v0.2.0, transform_all (one call)",
-            measure(iterations, || {
+            Box::new(|| {
                 black_box(
                     v2.transform_all(context, black_box(object), &targets)
                         .unwrap(),
@@ -240,8 +374,30 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
             }),
         ),
         (
+            "v0.2.0, memo on, object changed (a miss)",
+            Box::new(|| {
+                version += 1;
+                changed["metadata"]["resourceVersion"] = Value::String(version.to_string());
+                black_box(
+                    v2_memo
+                        .transform_all(context, black_box(&changed), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "v0.2.0, memo on, object unchanged (a hit)",
+            Box::new(|| {
+                black_box(
+                    v2_memo
+                        .transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
             "v0.1.0, one target",
-            measure(iterations, || {
+            Box::new(|| {
                 black_box(
                     v1.transform(context, black_box(object), &targets[0])
                         .unwrap(),
@@ -250,7 +406,7 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
         ),
         (
             "v0.2.0, one target",
-            measure(iterations, || {
+            Box::new(|| {
                 black_box(
                     v2.transform(context, black_box(object), &targets[0])
                         .unwrap(),
@@ -258,19 +414,22 @@ fn boundary_cost(runtime: &Runtime, context: &ObjectContext, object: &Value, ite
             }),
         ),
     ];
+    let rows = measure_interleaved(iterations, rows);
     println!("Boundary cost: one object on 3 targets (same transformation in both fixtures)");
     println!();
     println!(
-        "{:<48} {:>10} {:>10} {:>10}",
-        "transform step per object", "p50", "p99", "mean"
+        "{:<48} {:>10} {:>10} {:>10} {:>9}",
+        "transform step per object", "p50", "p99", "mean", "x native"
     );
+    let base = rows[0].1.p50;
     for (name, s) in &rows {
         println!(
-            "{:<48} {:>10} {:>10} {:>10}",
+            "{:<48} {:>10} {:>10} {:>10} {:>8.2}x",
             name,
             fmt(s.p50),
             fmt(s.p99),
-            fmt(s.mean)
+            fmt(s.mean),
+            ratio(s.p50, base)
         );
     }
     println!();
@@ -286,13 +445,17 @@ fn measure(iterations: usize, mut f: impl FnMut()) -> Stats {
     for _ in 0..iterations / 10 + 10 {
         f();
     }
-    let mut samples: Vec<Duration> = (0..iterations)
+    let samples: Vec<Duration> = (0..iterations)
         .map(|_| {
             let started = Instant::now();
             f();
             started.elapsed()
         })
         .collect();
+    stats(samples)
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let total: Duration = samples.iter().sum();
     Stats {
@@ -300,6 +463,32 @@ fn measure(iterations: usize, mut f: impl FnMut()) -> Stats {
         p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
         mean: total / u32::try_from(samples.len()).unwrap(),
     }
+}
+
+/// A named benchmark row: one call per invocation.
+type Row<'a> = (&'a str, Box<dyn FnMut() + 'a>);
+
+/// [`measure`] for several rows at once, interleaved in rounds of ten calls per row.
+fn measure_interleaved<'a>(iterations: usize, mut rows: Vec<Row<'a>>) -> Vec<(&'a str, Stats)> {
+    for (_, f) in &mut rows {
+        for _ in 0..iterations / 10 + 10 {
+            f();
+        }
+    }
+    let mut samples: Vec<Vec<Duration>> = rows.iter().map(|_| Vec::new()).collect();
+    for _ in 0..iterations.div_ceil(10) {
+        for ((_, f), samples) in rows.iter_mut().zip(&mut samples) {
+            for _ in 0..10 {
+                let started = Instant::now();
+                f();
+                samples.push(started.elapsed());
+            }
+        }
+    }
+    rows.into_iter()
+        .zip(samples)
+        .map(|((name, _), samples)| (name, stats(samples)))
+        .collect()
 }
 
 fn median_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {

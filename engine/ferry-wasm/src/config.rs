@@ -128,7 +128,7 @@ impl Limits {
 }
 
 /// How to load one plugin.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PluginOptions {
     /// Name used in errors, logs and metrics; defaults to the file stem or `"plugin"`.
     pub name: Option<String>,
@@ -138,8 +138,32 @@ pub struct PluginOptions {
     pub limits: Limits,
     /// What transform output may change beyond the defaults.
     pub transform_policy: TransformPolicy,
-    /// Told about every hook call (metrics, `ferry plugin run`).
+    /// Told about every hook call (metrics, `ferry plugin run`). An answer taken from the
+    /// memo is not a call and is not reported.
     pub observer: Option<CallObserver>,
+    /// How many answers per hook the purity memo keeps: a call whose component,
+    /// configuration, context, targets and object are all unchanged is answered from it
+    /// without running the plugin (docs/plugins.md, "Boundary cost").
+    ///
+    /// Default 1024 per hook, 0 turns the memo off. A transform answer keeps each distinct
+    /// output object as JSON text (3.6 KB for the benchmark's 4 KB Deployment, where the
+    /// parsed `Value` would hold 47 KB of heap), so the default holds about 4 MB per
+    /// transform plugin for such objects; placement and dependencies answers are a few
+    /// names each, a status answer one status stanza.
+    pub memo_capacity: usize,
+}
+
+impl Default for PluginOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            config: serde_json::Value::Null,
+            limits: Limits::default(),
+            transform_policy: TransformPolicy::default(),
+            observer: None,
+            memo_capacity: 1024,
+        }
+    }
 }
 
 impl PluginOptions {
@@ -168,6 +192,13 @@ impl PluginOptions {
     #[must_use]
     pub fn observer(mut self, observer: impl Fn(&CallReport<'_>) + Send + Sync + 'static) -> Self {
         self.observer = Some(CallObserver(Arc::new(observer)));
+        self
+    }
+
+    /// Sets [`PluginOptions::memo_capacity`] (0 turns the memo off).
+    #[must_use]
+    pub fn memo_capacity(mut self, answers: usize) -> Self {
+        self.memo_capacity = answers;
         self
     }
 

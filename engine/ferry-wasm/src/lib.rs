@@ -19,7 +19,9 @@
 //!   to a stub that fails the call ([`CallError::CapabilityDenied`]);
 //! - the contract version is read from the component's type before instantiation and picks
 //!   the bindings of that version (`versions`); other versions are refused;
-//! - output is validated ([`ferry_core::validate`]) before a caller sees it.
+//! - output is validated ([`ferry_core::validate`]) before a caller sees it;
+//! - a validated answer is kept by the digest of everything it depends on, and an unchanged
+//!   call is answered from that purity memo without running the plugin (`memo`).
 #![deny(missing_docs)]
 
 #[cfg(feature = "test-support")]
@@ -29,6 +31,7 @@ mod config;
 mod contract;
 mod error;
 mod log;
+mod memo;
 mod plugin;
 mod reuse;
 mod runtime;

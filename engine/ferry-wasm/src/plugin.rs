@@ -15,6 +15,7 @@ use wasmtime::{PoolConcurrencyLimitError, ResourceLimiter, Store, Trap};
 use crate::config::{CallReport, Limits, PluginOptions};
 use crate::contract::{self, CapabilityDenied};
 use crate::error::{CallError, ErrorKind, LoadError};
+use crate::memo::{Key, Memo, PluginSeed};
 use crate::runtime::Runtime;
 use crate::versions::{Guest, HookResult, RawOutcome};
 
@@ -42,6 +43,32 @@ struct Inner {
     config_json: String,
     limits: Limits,
     options: PluginOptions,
+    /// The identity every memo key starts from (component, configuration, policy).
+    seed: PluginSeed,
+    memos: Memos,
+}
+
+/// The purity memo of each hook ([`crate::memo`]): validated answers only.
+struct Memos {
+    place: Memo<Vec<String>>,
+    /// Per target, in the order asked: the object to apply as JSON text (shared between
+    /// targets that got the same object) or `None` for a skip. Text, not `Value`: a parsed
+    /// 4 KB Deployment holds about 47 KB of heap, its text 4 KB, and parsing it again costs
+    /// what cloning the `Value` would (measured by `cargo xtask bench plugins`).
+    transform: Memo<Vec<(String, Option<Arc<str>>)>>,
+    status: Memo<Option<Value>>,
+    dependencies: Memo<Vec<ObjectRef>>,
+}
+
+impl Memos {
+    fn new(capacity: usize) -> Self {
+        Self {
+            place: Memo::new(capacity),
+            transform: Memo::new(capacity),
+            status: Memo::new(capacity),
+            dependencies: Memo::new(capacity),
+        }
+    }
 }
 
 impl Plugin {
@@ -86,6 +113,8 @@ impl Plugin {
         let guest = (shape.contract.load)(&pre);
 
         let config_json = options.config.to_string();
+        let seed = PluginSeed::new(&digest, &config_json, &options.transform_policy);
+        let memos = Memos::new(options.memo_capacity);
         let plugin = Plugin {
             inner: Arc::new(Inner {
                 runtime,
@@ -98,6 +127,8 @@ impl Plugin {
                 config_json,
                 limits,
                 options,
+                seed,
+                memos,
             }),
         };
         // Configuration errors belong at load time (the operator's config is wrong), not at
@@ -148,14 +179,28 @@ impl Plugin {
         targets: &[Target],
     ) -> Result<Vec<String>, CallError> {
         let hook = Hook::Place;
-        self.observed(hook, |usage| {
+        let object = json_text(object);
+        let memo = &self.inner.memos.place;
+        let key = memo.enabled().then(|| {
+            self.key(hook, context)
+                .json(&targets)
+                .bytes(object.as_bytes())
+                .finish()
+        });
+        if let Some(hit) = recall(memo, key.as_ref()) {
+            return Ok(hit.as_ref().clone());
+        }
+        let chosen = self.observed(hook, |usage| {
             self.check_exported(hook)?;
-            let object = object.to_string();
             let chosen = self.call(hook, usage, |guest, store, instance| {
                 guest.place(store, instance, context, &object, targets)
             })?;
             validate::placement(chosen, targets).map_err(|source| self.invalid_output(hook, source))
-        })
+        })?;
+        if let Some(key) = key {
+            memo.insert(key, chosen.clone());
+        }
+        Ok(chosen)
     }
 
     /// `transform` for one target: the object to apply there, or `None` to skip it. The
@@ -185,21 +230,52 @@ impl Plugin {
     /// it always was. The outer error fails every target at once: the call itself failed
     /// (trap, deadline, the plugin's error), or a v0.2.0 answer does not give exactly one
     /// outcome per target ([`CallError::InvalidOutput`]).
+    ///
+    /// An answer whose every target succeeded is kept in the purity memo: the same object,
+    /// context and targets are then answered without a call (the copies are the plugin's
+    /// earlier, validated output).
     pub fn transform_all(
         &self,
         context: &ObjectContext,
         object: &Value,
         targets: &[Target],
     ) -> Result<Vec<TargetResult>, CallError> {
+        let text = json_text(object);
+        let memo = &self.inner.memos.transform;
+        let key = memo.enabled().then(|| {
+            self.key(Hook::Transform, context)
+                .json(&targets)
+                .bytes(text.as_bytes())
+                .finish()
+        });
+        if let Some(results) = recall(memo, key.as_ref()).and_then(|hit| recalled_transform(&hit)) {
+            return Ok(results);
+        }
+        let results = self.transform_all_uncached(context, object, &text, targets)?;
+        if let Some(key) = key
+            && let Some(answer) = memo_answer(&results)
+        {
+            memo.insert(key, answer);
+        }
+        Ok(results)
+    }
+
+    /// [`Plugin::transform_all`] without the memo: always calls the plugin.
+    fn transform_all_uncached(
+        &self,
+        context: &ObjectContext,
+        object: &Value,
+        text: &str,
+        targets: &[Target],
+    ) -> Result<Vec<TargetResult>, CallError> {
         let hook = Hook::Transform;
-        let text = object.to_string();
         if !self.inner.guest.transforms_all_targets_at_once() {
             return Ok(targets
                 .iter()
                 .map(|target| {
                     let result = self.observed(hook, |usage| {
                         self.check_exported(hook)?;
-                        let raw = self.transform_raw(context, &text, target, usage)?;
+                        let raw = self.transform_raw(context, text, target, usage)?;
                         self.validate_outcome(context, object, raw)
                     });
                     (target.name.clone(), result)
@@ -211,7 +287,7 @@ impl Plugin {
             |usage| {
                 self.check_exported(hook)?;
                 let mut answered = self.call(hook, usage, |guest, store, instance| {
-                    guest.transform(store, instance, context, &text, targets)
+                    guest.transform(store, instance, context, text, targets)
                 })?;
                 validate::outcome_targets(answered.iter().map(|(name, _)| name.as_str()), targets)
                     .map_err(|source| self.invalid_output(hook, source))?;
@@ -327,16 +403,30 @@ impl Plugin {
         downstream: &[Downstream],
     ) -> Result<Option<Value>, CallError> {
         let hook = Hook::AggregateStatus;
-        self.observed(hook, |usage| {
+        let object = json_text(object);
+        let memo = &self.inner.memos.status;
+        let key = memo.enabled().then(|| {
+            self.key(hook, context)
+                .json(&downstream)
+                .bytes(object.as_bytes())
+                .finish()
+        });
+        if let Some(hit) = recall(memo, key.as_ref()) {
+            return Ok(hit.as_ref().clone());
+        }
+        let status = self.observed(hook, |usage| {
             self.check_exported(hook)?;
-            let object = object.to_string();
             let output = self.call(hook, usage, |guest, store, instance| {
                 guest.aggregate_status(store, instance, context, &object, downstream)
             })?;
             output
                 .map(|o| validate::status(&o).map_err(|source| self.invalid_output(hook, source)))
                 .transpose()
-        })
+        })?;
+        if let Some(key) = key {
+            memo.insert(key, status.clone());
+        }
+        Ok(status)
     }
 
     /// `dependencies` (contract v0.2.0): the objects `object` needs on its targets, validated
@@ -349,14 +439,30 @@ impl Plugin {
         object: &Value,
     ) -> Result<Vec<ObjectRef>, CallError> {
         let hook = Hook::Dependencies;
-        self.observed(hook, |usage| {
+        let object = json_text(object);
+        let memo = &self.inner.memos.dependencies;
+        let key = memo
+            .enabled()
+            .then(|| self.key(hook, context).bytes(object.as_bytes()).finish());
+        if let Some(hit) = recall(memo, key.as_ref()) {
+            return Ok(hit.as_ref().clone());
+        }
+        let refs = self.observed(hook, |usage| {
             self.check_exported(hook)?;
-            let object = object.to_string();
             let refs = self.call(hook, usage, |guest, store, instance| {
                 guest.dependencies(store, instance, context, &object)
             })?;
             validate::dependencies(refs).map_err(|source| self.invalid_output(hook, source))
-        })
+        })?;
+        if let Some(key) = key {
+            memo.insert(key, refs.clone());
+        }
+        Ok(refs)
+    }
+
+    /// The start of a memo key for one call of `hook`.
+    fn key(&self, hook: Hook, context: &ObjectContext) -> crate::memo::KeyBuilder {
+        self.inner.seed.key(hook, context)
     }
 
     /// Runs `f` and tells the plugin's observer (if any) how it went.
@@ -554,6 +660,66 @@ impl Plugin {
             },
         }
     }
+}
+
+/// The object as the JSON text every hook receives. Serialising into a byte vector is
+/// cheaper than `Value`'s `Display` (which goes through `fmt::Write`), and a `Value` always
+/// serialises (its map keys are strings).
+fn json_text(object: &Value) -> String {
+    serde_json::to_string(object).unwrap_or_default()
+}
+
+/// The memo's answer for `key`, if it has one.
+fn recall<V>(memo: &Memo<V>, key: Option<&Key>) -> Option<Arc<V>> {
+    key.and_then(|key| memo.get(key))
+}
+
+/// What the memo keeps of a transform answer: only an answer where every target succeeded
+/// (a failure is retried as it always was), each object as JSON text. Targets that got
+/// equal objects share one text. (`Value`s serialise and parse back to equal `Value`s.)
+fn memo_answer(results: &[TargetResult]) -> Option<Vec<(String, Option<Arc<str>>)>> {
+    let mut distinct: Vec<(&Value, Arc<str>)> = Vec::new();
+    results
+        .iter()
+        .map(|(name, result)| {
+            let copy = match result.as_ref().ok()? {
+                None => None,
+                Some(value) => Some(match distinct.iter().find(|(kept, _)| *kept == value) {
+                    Some((_, text)) => Arc::clone(text),
+                    None => {
+                        let text: Arc<str> = json_text(value).into();
+                        distinct.push((value, Arc::clone(&text)));
+                        text
+                    }
+                }),
+            };
+            Some((name.clone(), copy))
+        })
+        .collect()
+}
+
+/// A kept transform answer as results: each distinct text parsed once, and a clone of that
+/// for the other targets that share it (a clone costs about half a parse). The texts were
+/// serialised from validated objects; if one ever failed to parse, the answer is treated
+/// as not kept (`None`).
+fn recalled_transform(kept: &[(String, Option<Arc<str>>)]) -> Option<Vec<TargetResult>> {
+    let mut results: Vec<TargetResult> = Vec::with_capacity(kept.len());
+    for (at, (name, text)) in kept.iter().enumerate() {
+        let copy = match text {
+            None => None,
+            Some(text) => {
+                let earlier = kept[..at]
+                    .iter()
+                    .position(|(_, seen)| seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, text)));
+                match earlier.and_then(|i| results[i].1.as_ref().ok().cloned().flatten()) {
+                    Some(value) => Some(value),
+                    None => Some(serde_json::from_str::<Value>(text).ok()?),
+                }
+            }
+        };
+        results.push((name.clone(), Ok(copy)));
+    }
+    Some(results)
 }
 
 /// Epoch ticks for a deadline: rounded up, plus one because the first tick may come right
