@@ -2,7 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use http::{Request, Response, Uri};
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
@@ -34,6 +38,57 @@ pub fn client_for(
         .map_err(|e| SyncError::Export(format!("invalid URL {url}: {e}")))?;
     counted_client(config, metrics, "kcp")
         .map_err(|e| SyncError::api(format!("building a client for {url}"), e))
+}
+
+/// A client for one logical cluster that sends through `shard`, a client for a shard's
+/// virtual workspace, with each request's path put under `/clusters/<cluster>`. Every
+/// workspace of a shard then shares the shard client's connection pool, TLS configuration
+/// and request counting, instead of a client (pool, TLS set-up and all) per workspace it
+/// ever wrote to.
+pub fn cluster_client(shard: &kube::Client, cluster: &str) -> kube::Client {
+    kube::Client::new(
+        UnderCluster {
+            shard: shard.clone(),
+            prefix: Arc::from(format!("/clusters/{cluster}")),
+        },
+        shard.default_namespace(),
+    )
+}
+
+/// The service behind [`cluster_client`].
+#[derive(Clone)]
+struct UnderCluster {
+    shard: kube::Client,
+    prefix: Arc<str>,
+}
+
+impl tower::Service<Request<kube::client::Body>> for UnderCluster {
+    type Response = Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The shard client queues requests itself (`send` waits until it is ready).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<kube::client::Body>) -> Self::Future {
+        let shard = self.shard.clone();
+        let uri = under(&self.prefix, request.uri());
+        async move {
+            *request.uri_mut() = uri?;
+            shard.send(request).await
+        }
+        .boxed()
+    }
+}
+
+/// `uri`'s path and query under `prefix`.
+fn under(prefix: &str, uri: &Uri) -> Result<Uri, kube::Error> {
+    let rest = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("{prefix}{rest}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| kube::Error::HttpError(e.into()))
 }
 
 fn gvr(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -261,6 +316,56 @@ pub fn api_bindings() -> ApiResource {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Answers every request with an empty ConfigMap and records the URIs it was sent.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tower::Service<Request<kube::client::Body>> for Recorder {
+        type Response = Response<kube::client::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
+            self.0.lock().expect("lock").push(request.uri().to_string());
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+            std::future::ready(Ok(Response::new(kube::client::Body::from(
+                body.to_string().into_bytes(),
+            ))))
+        }
+    }
+
+    #[tokio::test]
+    async fn workspace_clients_send_through_their_shards_client_under_the_cluster_path() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let sent = Recorder::default();
+        let shard = kube::Client::new(sent.clone(), "default");
+        for cluster in ["lc-a", "lc-b"] {
+            let api: Api<ConfigMap> = Api::namespaced(cluster_client(&shard, cluster), "demo");
+            api.get("x").await.expect("get");
+        }
+        assert_eq!(
+            *sent.0.lock().expect("lock"),
+            vec![
+                "/clusters/lc-a/api/v1/namespaces/demo/configmaps/x",
+                "/clusters/lc-b/api/v1/namespaces/demo/configmaps/x",
+            ]
+        );
+        // The query string stays with its path.
+        assert_eq!(
+            under(
+                "/clusters/lc-a",
+                &"/apis/apps/v1/deployments?limit=5".parse().expect("uri")
+            )
+            .expect("uri")
+            .to_string(),
+            "/clusters/lc-a/apis/apps/v1/deployments?limit=5"
+        );
+    }
 
     #[test]
     fn an_empty_endpoint_slice_lists_no_url() {

@@ -71,7 +71,10 @@ pub enum Next {
     Wait,
 }
 
-/// Clients for kcp virtual-workspace URLs, built once per (shard, logical cluster).
+/// Clients for kcp virtual-workspace URLs: one per URL (each shard's virtual workspace),
+/// and for writes to one workspace a light client over its shard's
+/// ([`crate::kcp::cluster_client`]), so connections and TLS set-up do not multiply with the
+/// number of workspaces.
 pub struct KcpClients {
     config: kube::Config,
     clients: Mutex<HashMap<String, kube::Client>>,
@@ -103,7 +106,7 @@ impl KcpClients {
     /// A client for writes to one workspace through the virtual workspace of `shard`.
     /// (A workspace path is rejected there: it must be the logical cluster name.)
     pub fn scoped(&self, shard: &str, cluster: &str) -> Result<kube::Client, SyncError> {
-        self.for_url(&format!("{shard}/clusters/{cluster}"))
+        Ok(crate::kcp::cluster_client(&self.for_url(shard)?, cluster))
     }
 }
 
