@@ -27,6 +27,7 @@ pub mod lease;
 pub mod metrics;
 pub mod namespace;
 pub mod namespace_cleanup;
+pub mod pacing;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -410,12 +411,16 @@ impl Connected {
                 crate::metrics::api::counted_client(t.config, &metrics, &t.name).map_err(|e| {
                     SyncError::api(format!("building a client for target {}", t.name), e)
                 })?;
+            let pacing = metrics.pacing(&t.name);
             targets.push(Arc::new(TargetCluster::new(
                 t.name,
                 t.labels,
                 client,
-                t.max_in_flight,
-                t.writes_per_second,
+                pacing::WriteLimiter::with_metrics(
+                    t.max_in_flight,
+                    t.writes_per_second,
+                    pacing,
+                ),
                 settings.pod_security,
             )));
         }
