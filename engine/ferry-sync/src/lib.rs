@@ -27,6 +27,7 @@ pub mod lease;
 pub mod metrics;
 pub mod namespace;
 pub mod namespace_cleanup;
+pub mod pacing;
 pub mod plan;
 pub mod plugins;
 pub mod preview;
@@ -443,12 +444,12 @@ impl Connected {
                 crate::metrics::api::counted_client(t.config, &metrics, &t.name).map_err(|e| {
                     SyncError::api(format!("building a client for target {}", t.name), e)
                 })?;
+            let pacing = metrics.pacing(&t.name);
             targets.push(Arc::new(TargetCluster::new(
                 t.name,
                 t.labels,
                 client,
-                t.max_in_flight,
-                t.writes_per_second,
+                pacing::WriteLimiter::with_metrics(t.max_in_flight, t.writes_per_second, pacing),
                 settings.pod_security,
             )));
         }
@@ -775,20 +776,42 @@ impl Side {
         keys.into_iter().collect()
     }
 
-    fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<UpstreamKey> {
+    /// Takes a watch event's object into the store; returns its key, and whether the event
+    /// only echoes a write of Ferry's own whose answer is in the store already
+    /// ([`is_echo`]): such a key needs no reconcile (and starts no latency clock).
+    fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<(UpstreamKey, bool)> {
         match self {
             Side::Upstream(shard) => {
+                let key = store::upstream_key(&object)?;
+                if sync
+                    .upstream
+                    .get(&key)
+                    .is_some_and(|stored| is_echo(&stored.object, &object))
+                {
+                    return Some((key, true));
+                }
                 let key = sync.upstream.apply(shard, object)?;
                 sync.propagation.started(&key);
-                Some(key)
+                Some((key, false))
             }
             Side::Downstream(target) => {
-                let status_changed = sync.downstream.status_differs(target.name(), &object);
+                let at = store::CopyRef {
+                    target: target.name().to_string(),
+                    namespace: object.metadata.namespace.clone().unwrap_or_default(),
+                    name: object.metadata.name.clone().unwrap_or_default(),
+                };
+                let echo = sync
+                    .downstream
+                    .get(&at)
+                    .is_some_and(|stored| is_echo(&stored, &object));
+                let status_changed =
+                    !echo && sync.downstream.status_differs(target.name(), &object);
+                // Stored even when an echo: it is how the copy's origin is found.
                 let key = sync.downstream.apply(target.name(), object)?;
                 if status_changed {
                     sync.status_lag.started(&key);
                 }
-                Some(key)
+                Some((key, echo))
             }
         }
     }
@@ -810,6 +833,20 @@ impl Side {
             Side::Downstream(target) => format!("copies on {}", target.name()),
         }
     }
+}
+
+/// Whether a watch event's `incoming` object is the very version already `stored`: the
+/// answer to one of Ferry's own writes, which the reconcile that wrote took into the store at
+/// once. A watch never delivers one version twice otherwise (list items go through their own
+/// path), so the event can change nothing, and reconciling it again only delayed the keys
+/// behind it: with two targets every change came back as four such echoes (two copies
+/// applied, two statuses written upstream), more than half of all reconciles.
+fn is_echo(stored: &DynamicObject, incoming: &DynamicObject) -> bool {
+    let (stored, incoming) = (&stored.metadata, &incoming.metadata);
+    stored.uid.is_some()
+        && stored.uid == incoming.uid
+        && stored.resource_version.is_some()
+        && stored.resource_version == incoming.resource_version
 }
 
 /// Feeds one cache from one watch and enqueues every key an event touches. List items go
@@ -834,6 +871,9 @@ async fn follow(
         // every few seconds) cannot.
         let structural = matches!(side, Side::Upstream(_))
             || matches!(event, Ok(Event::InitDone | Event::Delete(_)));
+        // An echo of Ferry's own write: what depends on it is told (a dependency's copy
+        // arriving releases its dependents), the object itself needs no reconcile.
+        let mut echo = false;
         let keys = match event {
             Ok(Event::Init) => {
                 listing = Listing::default();
@@ -852,10 +892,14 @@ async fn follow(
                 guard.synced();
                 keys
             }
-            Ok(Event::Apply(object)) => side
-                .apply(&sync, with_types(&sync.api, object))
-                .into_iter()
-                .collect(),
+            Ok(Event::Apply(object)) => match side.apply(&sync, with_types(&sync.api, object)) {
+                Some((key, true)) => {
+                    echo = true;
+                    vec![key]
+                }
+                Some((key, false)) => vec![key],
+                None => Vec::new(),
+            },
             Ok(Event::Delete(object)) => side.delete(&sync, &object).into_iter().collect(),
             Err(err) if matches!(side, Side::Upstream(_)) && not_served(&err) => {
                 if !std::mem::replace(&mut unserved, true) {
@@ -885,6 +929,9 @@ async fn follow(
         for (cluster, namespace) in namespaces {
             sync.links
                 .touched(&sync.name, cluster, namespace, structural);
+        }
+        if echo {
+            continue;
         }
         for key in keys {
             queue.add(key);
@@ -1148,6 +1195,37 @@ mod tests {
 
     fn status(code: u16) -> Box<kube::core::Status> {
         Box::new(kube::core::Status::failure("x", "NotFound").with_code(code))
+    }
+
+    fn object(uid: Option<&str>, version: Option<&str>) -> DynamicObject {
+        let mut object = DynamicObject::new(
+            "web",
+            &ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+                "apps",
+                "v1",
+                "Deployment",
+            )),
+        );
+        object.metadata.uid = uid.map(str::to_string);
+        object.metadata.resource_version = version.map(str::to_string);
+        object
+    }
+
+    #[test]
+    fn only_the_version_already_stored_is_an_echo() {
+        let stored = object(Some("u1"), Some("100"));
+        assert!(is_echo(&stored, &object(Some("u1"), Some("100"))));
+        // A newer version, an older one (out of order), another object of the same name.
+        assert!(!is_echo(&stored, &object(Some("u1"), Some("101"))));
+        assert!(!is_echo(&stored, &object(Some("u1"), Some("99"))));
+        assert!(!is_echo(&stored, &object(Some("u2"), Some("100"))));
+        // Without a version or UID nothing can be told: reconcile.
+        let bare = object(None, None);
+        assert!(!is_echo(&bare, &bare));
+        assert!(!is_echo(
+            &object(Some("u1"), None),
+            &object(Some("u1"), None)
+        ));
     }
 
     #[test]

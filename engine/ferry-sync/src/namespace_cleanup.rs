@@ -86,10 +86,7 @@ pub async fn collect(
     };
     // Forgotten first: from now on a copy into it verifies the namespace again.
     target.remember_namespace(namespace, false);
-    let result = {
-        let _permit = target.limiter.acquire().await;
-        api.delete(namespace, &params).await
-    };
+    let result = target.limiter.write(api.delete(namespace, &params)).await;
     match result {
         Ok(_) => Ok(Collected::Deleted),
         Err(err) if is_not_found(&err) || is_conflict(&err) => Ok(Collected::Kept),

@@ -61,8 +61,9 @@ pub struct TargetSettings {
     pub config: kube::Config,
     /// Mutating requests in flight at once on this target.
     pub max_in_flight: usize,
-    /// Sustained mutating requests per second on this target.
-    pub writes_per_second: f64,
+    /// The most mutating requests per second on this target; below that the rate adapts to
+    /// the target's answers ([`crate::pacing`]). `None`: [`crate::pacing::DEFAULT_CEILING`].
+    pub writes_per_second: Option<f64>,
 }
 
 /// One synced resource of the export.
@@ -103,10 +104,9 @@ pub mod defaults {
     pub const RESYNC: Duration = Duration::from_secs(600);
     /// Mutating requests in flight per target.
     pub const MAX_IN_FLIGHT: usize = 16;
-    /// Sustained writes per second per target (bursts up to the in-flight limit). A first
-    /// sync of thousands of objects should not look like an attack to the target's API
-    /// priority-and-fairness.
-    pub const WRITES_PER_SECOND: f64 = 50.0;
+    /// Mutating requests in flight to kcp: kcp serves every tenant, and its writes are
+    /// paced by its answers ([`crate::pacing`]); this only bounds a burst.
+    pub const KCP_MAX_IN_FLIGHT: usize = 64;
     /// Per-target time limit of a reconcile.
     pub const TARGET_TIMEOUT: Duration = Duration::from_secs(30);
     /// Minimum retry delay after a failed reconcile.

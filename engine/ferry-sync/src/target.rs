@@ -4,61 +4,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use ferry_core::Target;
-use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio::time::Instant;
 
 use crate::namespace::PodSecurityLevel;
-
-/// Paces mutating requests: at most `max_in_flight` at once and `per_second` sustained.
-pub struct WriteLimiter {
-    in_flight: Semaphore,
-    interval: Duration,
-    /// How far behind "now" the schedule may fall, i.e. the burst allowance.
-    burst: Duration,
-    next: tokio::sync::Mutex<Instant>,
-}
-
-impl WriteLimiter {
-    /// A limiter; `per_second <= 0` means unlimited rate.
-    pub fn new(max_in_flight: usize, per_second: f64) -> Self {
-        let interval = if per_second > 0.0 {
-            Duration::from_secs_f64(1.0 / per_second)
-        } else {
-            Duration::ZERO
-        };
-        // `max_in_flight` requests may start at once after an idle period.
-        let burst = interval
-            .saturating_mul(u32::try_from(max_in_flight.saturating_sub(1)).unwrap_or(u32::MAX));
-        let now = Instant::now();
-        Self {
-            in_flight: Semaphore::new(max_in_flight.max(1)),
-            interval,
-            burst,
-            next: tokio::sync::Mutex::new(now.checked_sub(burst).unwrap_or(now)),
-        }
-    }
-
-    /// Waits for a slot; hold the permit for the duration of the request.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let slot = (*next).max(earliest);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-        // The semaphore is never closed.
-        self.in_flight
-            .acquire()
-            .await
-            .unwrap_or_else(|_| unreachable!("semaphore closed"))
-    }
-}
+pub use crate::pacing::WriteLimiter;
 
 /// One target cluster.
 pub struct TargetCluster {
@@ -66,7 +16,7 @@ pub struct TargetCluster {
     pub target: Target,
     /// Client for the cluster.
     pub client: kube::Client,
-    /// Write pacing.
+    /// Write pacing ([`crate::pacing`]).
     pub limiter: WriteLimiter,
     /// Downstream namespaces verified (or created) as Ferry's on this cluster, so that
     /// steady state needs no namespace request at all.
@@ -86,14 +36,13 @@ impl TargetCluster {
         name: String,
         labels: BTreeMap<String, String>,
         client: kube::Client,
-        max_in_flight: usize,
-        per_second: f64,
+        limiter: WriteLimiter,
         pod_security: PodSecurityLevel,
     ) -> Self {
         Self {
             target: Target { name, labels },
             client,
-            limiter: WriteLimiter::new(max_in_flight, per_second),
+            limiter,
             namespaces: Mutex::new(HashSet::new()),
             pod_security,
             reachable: AtomicBool::new(true),
@@ -159,6 +108,7 @@ impl TargetCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn marking_a_target_unreachable_wakes_requests_waiting_on_it() {
@@ -167,8 +117,7 @@ mod tests {
             "c".into(),
             BTreeMap::new(),
             kube::Client::try_from(config).expect("client"),
-            1,
-            1.0,
+            WriteLimiter::new(1, Some(1.0)),
             PodSecurityLevel::default(),
         ));
         let waiting = tokio::spawn({
@@ -185,20 +134,5 @@ mod tests {
         assert!(!target.is_reachable());
         assert!(target.mark_reachable());
         assert!(target.is_reachable());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn writes_are_paced_after_the_burst_allowance() {
-        let limiter = WriteLimiter::new(2, 10.0);
-        let start = Instant::now();
-        for _ in 0..6 {
-            drop(limiter.acquire().await);
-        }
-        // 2 in the burst, then 4 more at 100 ms each.
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(350) && elapsed <= Duration::from_millis(450),
-            "{elapsed:?}"
-        );
     }
 }

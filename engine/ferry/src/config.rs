@@ -85,7 +85,8 @@ pub struct TargetConfig {
     /// Mutating requests in flight at once.
     #[serde(default)]
     pub max_in_flight: Option<usize>,
-    /// Sustained mutating requests per second.
+    /// The most mutating requests per second (a hard cap; below it the rate adapts to the
+    /// cluster's answers).
     #[serde(default)]
     pub writes_per_second: Option<f64>,
 }
@@ -405,10 +406,10 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
                 problems.push((
                     format!("{key}.writesPerSecond"),
                     format!(
-                        "must be a finite number of at least {}, not {rate}: sustained mutating \
-                         requests per second on this target (default {})",
+                        "must be a finite number of at least {}, not {rate}: the most mutating \
+                         requests per second on this target (default: adaptive, up to {})",
                         limits::MIN_WRITES_PER_SECOND,
-                        defaults::WRITES_PER_SECOND
+                        ferry_sync::pacing::DEFAULT_CEILING
                     ),
                 ));
             }

@@ -249,9 +249,7 @@ pub async fn settings_and_plugins(
             )
             .await?,
             max_in_flight: target.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT),
-            writes_per_second: target
-                .writes_per_second
-                .unwrap_or(defaults::WRITES_PER_SECOND),
+            writes_per_second: target.writes_per_second,
         });
     }
     let settings = SyncSettings {

@@ -97,6 +97,12 @@ struct TargetLabels {
     target: String,
 }
 
+/// `cluster`: `kcp` or a target's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
 /// `plugin`, `hook`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
@@ -157,6 +163,8 @@ pub struct Metrics {
     plugin_peak_memory: Family<PluginLabels, Gauge>,
     api_requests: Family<ApiRequestLabels, Counter>,
     reload: reload::ReloadMetrics,
+    write_rate: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    write_throttled: Family<ClusterLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -182,6 +190,8 @@ impl Default for Metrics {
             plugin_peak_memory: Family::default(),
             api_requests: Family::default(),
             reload: reload::ReloadMetrics::default(),
+            write_rate: Family::default(),
+            write_throttled: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix, units their `_seconds`/`_bytes`, from the
@@ -291,6 +301,18 @@ impl Default for Metrics {
             m.api_requests.clone(),
         );
         m.reload.register(&mut registry);
+        registry.register(
+            "ferry_write_rate",
+            "Mutating requests per second the adaptive pacing allows now, by cluster (kcp or \
+             the target's name): lowered on 429 answers and rising latency, recovering \
+             additively up to writesPerSecond",
+            m.write_rate.clone(),
+        );
+        registry.register(
+            "ferry_write_throttled",
+            "Mutating requests answered 429 (Too Many Requests), by cluster",
+            m.write_throttled.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -387,6 +409,18 @@ impl Metrics {
                 target: target.into(),
             })
             .set(i64::from(up));
+    }
+
+    /// Where the write pacing of `cluster` (`kcp` or a target's name) reports its rate and
+    /// its 429 answers.
+    pub fn pacing(&self, cluster: &str) -> crate::pacing::PacingMetrics {
+        let labels = ClusterLabels {
+            cluster: cluster.into(),
+        };
+        crate::pacing::PacingMetrics {
+            rate: self.write_rate.get_or_create(&labels).clone(),
+            throttled: self.write_throttled.get_or_create(&labels).clone(),
+        }
     }
 
     /// Whether this process leads (its workers write) or is a standby.
