@@ -143,7 +143,8 @@ pub enum FinalizerPlan {
     Add,
     /// Every copy is gone: release it (after confirming absence on every target).
     Release,
-    /// Deletion in progress: keep it until the reason is resolved.
+    /// Deletion in progress (or, for a dependency object nothing references, the removal
+    /// of its copies): keep it until the reason is resolved, and look again.
     Hold(String),
 }
 
@@ -608,16 +609,12 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
     if let Some(needs) = needs {
         needs.apply(&mut plan, object);
     }
-    // A dependency object no dependent references any more, with no copy left anywhere,
-    // is not Ferry's business again: its finalizer goes, as it never came for an object
-    // nothing referenced. Only on proof (every dependent answered, every target listed).
-    if has_finalizer
-        && snapshot.dependents.is_some()
-        && chosen.is_empty()
-        && held.is_none()
-        && release_or_hold(snapshot, &plan.copies) == FinalizerPlan::Release
-    {
-        plan.finalizer = FinalizerPlan::Release;
+    // A dependency object no dependent references any more is not Ferry's business again
+    // once its last copy is gone: its finalizer goes, as it never came for an object nothing
+    // referenced. Only on proof (every dependent answered, every target listed); while its
+    // copies are being deleted the finalizer is held, so the reconcile looks again.
+    if has_finalizer && snapshot.dependents.is_some() && chosen.is_empty() && held.is_none() {
+        plan.finalizer = release_or_hold(snapshot, &plan.copies);
     }
     plan.status = match plugins.aggregate_status(&context, &value, &downstream) {
         Ok(None) => StatusPlan::None,

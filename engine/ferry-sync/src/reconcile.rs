@@ -461,7 +461,7 @@ impl ResourceSync {
                 }
             }
             FinalizerPlan::Hold(reason) => {
-                tracing::debug!(%reason, "deletion in progress");
+                tracing::debug!(%reason, "finalizer held");
                 wait = true;
             }
             _ => {}
