@@ -7,6 +7,7 @@
 //! - `2`: the command could not run: a missing or unreadable file, invalid YAML, an unknown
 //!   plugin name, a file that is not a Ferry plugin, bad flags (clap uses 2 as well).
 
+mod build;
 mod input;
 mod new;
 mod run;
@@ -34,8 +35,10 @@ enum Command {
     Test(test::Args),
     /// Run one hook of a plugin once, on an input file.
     Run(run::Args),
-    /// Create a new Rust plugin crate with one passing case.
+    /// Create a new plugin (Rust, Python or JavaScript) with one passing case.
     New(new::Args),
+    /// Build a plugin folder (Rust, Python or JavaScript) into a component.
+    Build(build::Args),
 }
 
 /// Runs a `ferry plugin` subcommand.
@@ -44,6 +47,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Command::Test(args) => test::main(args),
         Command::Run(args) => run::main(args),
         Command::New(args) => new::main(args),
+        Command::Build(args) => build::main(args),
     }
 }
 
@@ -128,9 +132,15 @@ fn runtime() -> Result<Runtime, Failure> {
         .or_usage()
 }
 
-/// The component `reference` names: a path to a `.wasm` file (relative to the current
-/// directory) or a first-party plugin's name, found like `ferry run` finds it.
+/// The component `reference` names: a plugin folder (its built component, see `ferry plugin
+/// build`), a path to a `.wasm` file (relative to the current directory) or a first-party
+/// plugin's name, found like `ferry run` finds it.
 fn locate(reference: &str) -> Result<PathBuf, Failure> {
+    if Path::new(reference).is_dir()
+        && let Some(found) = build::component_of(Path::new(reference))
+    {
+        return found;
+    }
     let dir = plugin_lookup::default_dir();
     plugin_lookup::find(reference, Path::new(""), dir.as_deref())
         .map_err(|problem| Failure::usage(&anyhow::anyhow!(problem)))
