@@ -793,3 +793,72 @@ fn run_transform_all_targets_prints_each_target_and_names_the_failed_ones() {
         "--all-targets goes with --hook transform only",
     );
 }
+
+#[test]
+fn new_scaffolds_python_and_js_folders_per_hook_with_a_loadable_case() {
+    let tmp = TempDir::new().expect("tmp");
+    for (lang, hook, entry, export, case) in [
+        (
+            "python",
+            "place",
+            "app.py",
+            "export(X())",
+            "places-on-matching-targets",
+        ),
+        (
+            "python",
+            "status",
+            "app.py",
+            "aggregate_status",
+            "counts-ready-copies",
+        ),
+        (
+            "js",
+            "transform",
+            "index.js",
+            "definePlugin",
+            "copies-move-to-the-mapped-namespace",
+        ),
+    ] {
+        let name = format!("x-{lang}-{hook}");
+        ferry(tmp.path())
+            .args(["plugin", "new", &name, "--lang", lang, "--hook", hook])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("ferry plugin build"));
+        let dir = tmp.path().join(&name);
+        let text = fs::read_to_string(dir.join(entry)).expect("entry module");
+        let export = export.replace(
+            "X",
+            &name
+                .split('-')
+                .map(|p| p[..1].to_uppercase() + &p[1..])
+                .collect::<String>(),
+        );
+        assert!(text.contains(&export), "{lang} {hook}: {text}");
+        let cases = ferry_wasm::cases::load_dir(&dir.join("cases")).expect("the case loads");
+        assert_eq!(cases.len(), 1, "{lang} {hook}");
+        assert_eq!(cases[0].name, case);
+        // Not built yet: `test <dir>` says what to run, as a usage error.
+        fails_with(
+            ferry(tmp.path()).args(["plugin", "test", &name]),
+            2,
+            "ferry plugin build",
+        );
+    }
+    fails_with(
+        ferry(tmp.path()).args(["plugin", "new", "r", "--lang", "rust", "--hook", "status"]),
+        2,
+        "implements `place`",
+    );
+}
+
+#[test]
+fn build_of_a_folder_without_a_plugin_names_the_files_it_looked_for() {
+    let tmp = TempDir::new().expect("tmp");
+    fails_with(
+        ferry(tmp.path()).args(["plugin", "build", "."]),
+        2,
+        "expected Cargo.toml (Rust), pyproject.toml or app.py (Python), or package.json (JavaScript)",
+    );
+}

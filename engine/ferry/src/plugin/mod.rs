@@ -7,6 +7,7 @@
 //! - `2`: the command could not run: a missing or unreadable file, invalid YAML, an unknown
 //!   plugin name, a file that is not a Ferry plugin, bad flags (clap uses 2 as well).
 
+mod build;
 mod input;
 mod new;
 mod record;
@@ -35,11 +36,13 @@ enum Command {
     Test(test::Args),
     /// Run one hook of a plugin once, on an input file.
     Run(run::Args),
-    /// Create a new Rust plugin crate with one passing case.
+    /// Create a new plugin (Rust, Python or JavaScript) with one passing case.
     New(new::Args),
     /// Turn a live object into golden cases: the inputs the engine passes each plugin for
     /// it now, and what the plugins answer (replay them with `ferry plugin test`).
     Record(record::Args),
+    /// Build a plugin folder (Rust, Python or JavaScript) into a component.
+    Build(build::Args),
 }
 
 /// Runs a `ferry plugin` subcommand.
@@ -49,6 +52,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Command::Run(args) => run::main(args),
         Command::New(args) => new::main(args),
         Command::Record(args) => record::main(args),
+        Command::Build(args) => build::main(args),
     }
 }
 
@@ -151,9 +155,15 @@ fn code_cache_dir() -> Option<PathBuf> {
     Some(base.join("ferry").join("compiled"))
 }
 
-/// The component `reference` names: a path to a `.wasm` file (relative to the current
-/// directory) or a first-party plugin's name, found like `ferry run` finds it.
+/// The component `reference` names: a plugin folder (its built component, see `ferry plugin
+/// build`), a path to a `.wasm` file (relative to the current directory) or a first-party
+/// plugin's name, found like `ferry run` finds it.
 fn locate(reference: &str) -> Result<PathBuf, Failure> {
+    if Path::new(reference).is_dir()
+        && let Some(found) = build::component_of(Path::new(reference))
+    {
+        return found;
+    }
     let dir = plugin_lookup::default_dir();
     plugin_lookup::find(reference, Path::new(""), dir.as_deref())
         .map_err(|problem| Failure::usage(&anyhow::anyhow!(problem)))

@@ -1,5 +1,7 @@
-//! `ferry plugin new <name> [--dir <parent>]`: a Rust plugin crate with one passing golden
-//! case.
+//! `ferry plugin new <name> [--lang rust|python|js] [--hook place|transform|status]
+//! [--dir <parent>]`: a plugin with one passing golden case. Python and JavaScript plugins are
+//! folders built by `ferry plugin build` with the SDKs of `plugins/sdk-python` and
+//! `plugins/sdk-js`; the rest of this comment is about Rust crates.
 //!
 //! Inside a Ferry checkout (the destination is below a folder with `plugins/sdk`), the crate
 //! joins the `plugins/` cargo workspace (its `members` list gets the new path), so
@@ -22,9 +24,106 @@ pub struct Args {
     /// Folder to create the crate in (as `<dir>/<name>`); default the current directory.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// The guest SDK (`plugins/sdk` of a Ferry checkout), for a crate outside a checkout.
+    /// The guest SDK (`plugins/sdk` of a Ferry checkout), for a Rust crate outside a checkout.
     #[arg(long)]
     sdk: Option<PathBuf>,
+    /// The plugin's language.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+    /// The hook the scaffold implements (Rust scaffolds implement `place`).
+    #[arg(long, value_enum, default_value_t = ScaffoldHook::Place)]
+    hook: ScaffoldHook,
+}
+
+/// Languages `ferry plugin new` scaffolds.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+/// Hooks a scaffold can implement.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScaffoldHook {
+    Place,
+    Transform,
+    Status,
+}
+
+impl ScaffoldHook {
+    /// The golden case of the hook's scaffold: its folder name and files.
+    fn case(self) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        match self {
+            Self::Place => (CASE_NAME, CASE),
+            Self::Transform => ("copies-move-to-the-mapped-namespace", TRANSFORM_CASE),
+            Self::Status => ("counts-ready-copies", STATUS_CASE),
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Place => "place",
+            Self::Transform => "transform",
+            Self::Status => "status",
+        }
+    }
+}
+
+const TRANSFORM_CASE: &[(&str, &str)] = &[
+    (
+        "case.yaml",
+        include_str!("template/cases/transform/case.yaml"),
+    ),
+    (
+        "object.yaml",
+        include_str!("template/cases/transform/object.yaml"),
+    ),
+    (
+        "targets.yaml",
+        include_str!("template/cases/transform/targets.yaml"),
+    ),
+    (
+        "expected.yaml",
+        include_str!("template/cases/transform/expected.yaml"),
+    ),
+];
+const STATUS_CASE: &[(&str, &str)] = &[
+    ("case.yaml", include_str!("template/cases/status/case.yaml")),
+    (
+        "object.yaml",
+        include_str!("template/cases/status/object.yaml"),
+    ),
+    (
+        "targets.yaml",
+        include_str!("template/cases/status/targets.yaml"),
+    ),
+    (
+        "downstream/cluster-1.yaml",
+        include_str!("template/cases/status/downstream/cluster-1.yaml"),
+    ),
+    (
+        "expected.yaml",
+        include_str!("template/cases/status/expected.yaml"),
+    ),
+];
+
+/// The entry module of a Python or JavaScript scaffold, per hook.
+fn entry_module(lang: Lang, hook: ScaffoldHook) -> (&'static str, &'static str) {
+    match (lang, hook) {
+        (Lang::Python, ScaffoldHook::Place) => {
+            ("app.py", include_str!("template/python/place.py.txt"))
+        }
+        (Lang::Python, ScaffoldHook::Transform) => {
+            ("app.py", include_str!("template/python/transform.py.txt"))
+        }
+        (Lang::Python, ScaffoldHook::Status) => {
+            ("app.py", include_str!("template/python/status.py.txt"))
+        }
+        (_, ScaffoldHook::Place) => ("index.js", include_str!("template/js/place.js.txt")),
+        (_, ScaffoldHook::Transform) => ("index.js", include_str!("template/js/transform.js.txt")),
+        (_, ScaffoldHook::Status) => ("index.js", include_str!("template/js/status.js.txt")),
+    }
 }
 
 const LIB: &str = include_str!("template/lib.rs.txt");
@@ -42,12 +141,87 @@ const CASE: &[(&str, &str)] = &[
 const CASE_NAME: &str = "places-on-matching-targets";
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    scaffold(&args).or_usage()?;
+    match args.lang {
+        Lang::Rust => scaffold(&args).or_usage()?,
+        Lang::Python | Lang::Js => scaffold_other(&args).or_usage()?,
+    }
+    Ok(())
+}
+
+/// A Python or JavaScript plugin folder: the entry module, its manifest, one golden case, a
+/// README and a `.gitignore` for the built component.
+fn scaffold_other(args: &Args) -> anyhow::Result<()> {
+    check_name(&args.name)?;
+    fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = fs::canonicalize(&args.dir)
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?
+        .join(&args.name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let ty = type_name(&args.name);
+    let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{type}}", &ty);
+    let (entry, text) = entry_module(args.lang, args.hook);
+    let (language, manifest) = match args.lang {
+        Lang::Python => (
+            "Python",
+            (
+                "pyproject.toml",
+                include_str!("template/python/pyproject.toml.txt"),
+            ),
+        ),
+        _ => (
+            "JavaScript",
+            ("package.json", include_str!("template/js/package.json.txt")),
+        ),
+    };
+    let (case_name, case) = args.hook.case();
+    let shown = args.dir.join(&args.name);
+    let readme = format!(
+        "# {name}\n\nA Ferry {hook} plugin in {language}, scaffolded by `ferry plugin new`. Its logic is in \
+         `{entry}`; the SDK and the hooks are described in Ferry's docs/plugins.md.\n\n\
+         ```sh\nferry plugin build {dir}   # the component: {dir}/target/{name}.wasm\n\
+         ferry plugin test {dir}    # runs every case under {dir}/cases\n```\n\n\
+         Each folder under `cases/` is one golden case; add one for every behaviour you rely on \
+         (`ferry plugin test {dir} --update` rewrites the expected files from what the plugin does).\n\n\
+         In `ferry.yaml`, name the component by path: `plugin: {dir}/target/{name}.wasm`.\n",
+        name = args.name,
+        hook = args.hook.flag(),
+        dir = shown.display(),
+    );
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (PathBuf::from(entry), fill(text)),
+        (PathBuf::from(manifest.0), fill(manifest.1)),
+        (PathBuf::from("README.md"), readme),
+        (PathBuf::from(".gitignore"), "/target/\n".into()),
+    ];
+    for (file, text) in case {
+        files.push((Path::new("cases").join(case_name).join(file), fill(text)));
+    }
+    for (relative, text) in &files {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("created {} ({} files)", dir.display(), files.len());
+    println!(
+        "next: ferry plugin build {0} && ferry plugin test {0}",
+        shown.display()
+    );
     Ok(())
 }
 
 fn scaffold(args: &Args) -> anyhow::Result<()> {
     check_name(&args.name)?;
+    if args.hook != ScaffoldHook::Place {
+        bail!(
+            "the Rust scaffold implements `place`; add the other hooks to it by hand (docs/plugins.md, \"The SDK\"), or use --lang python|js"
+        );
+    }
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let parent = fs::canonicalize(&args.dir)

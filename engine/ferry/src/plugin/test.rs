@@ -13,11 +13,13 @@ use super::{Failure, OrUsage, display_name, locate, one_line, runtime};
 /// Arguments of `ferry plugin test`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A path to a `.wasm` component, or a first-party plugin's name (looked up in
-    /// `$FERRY_PLUGIN_DIR`, else `plugins/` beside the binary's directory).
+    /// A plugin folder (its component built by `ferry plugin build`), a path to a `.wasm`
+    /// component, or a first-party plugin's name (looked up in `$FERRY_PLUGIN_DIR`, else
+    /// `plugins/` beside the binary's directory).
     plugin: String,
-    /// Folder holding one sub-folder per case (each with `case.yaml`).
-    cases: PathBuf,
+    /// Folder holding one sub-folder per case (each with `case.yaml`); default `<plugin>/cases`
+    /// for a plugin folder.
+    cases: Option<PathBuf>,
     /// Rewrite `expected.yaml` / `error.yaml` of failing cases from what the plugin did.
     #[arg(long)]
     update: bool,
@@ -25,6 +27,19 @@ pub struct Args {
 
 pub fn main(args: Args) -> anyhow::Result<()> {
     let path = locate(&args.plugin)?;
+    let cases_dir = match &args.cases {
+        Some(dir) => dir.clone(),
+        None if std::path::Path::new(&args.plugin).is_dir() => {
+            std::path::Path::new(&args.plugin).join("cases")
+        }
+        None => {
+            return Err(Failure::usage(&anyhow::anyhow!(
+                "give the cases folder: `ferry plugin test {} <cases-dir>`",
+                args.plugin
+            ))
+            .into());
+        }
+    };
     let name = display_name(&path);
     let runtime = runtime()?;
     let options = PluginOptions::default().name(&name);
@@ -40,13 +55,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .into());
         }
     }
-    let dirs = cases::case_dirs(&args.cases)
+    let dirs = cases::case_dirs(&cases_dir)
         .context("cannot read the cases folder")
         .or_usage()?;
     if dirs.is_empty() {
         return Err(Failure::usage(&anyhow::anyhow!(
             "no cases in {} (a case is a folder with a case.yaml)",
-            args.cases.display()
+            cases_dir.display()
         ))
         .into());
     }
