@@ -148,22 +148,7 @@ impl Elector {
     }
 
     async fn create_namespace(&self) -> Result<(), kube::Error> {
-        tracing::info!(namespace = %self.namespace, "creating the leader election namespace");
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(self.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        match self
-            .namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-        {
-            Err(err) if !is_conflict(&err) => Err(err),
-            _ => Ok(()),
-        }
+        create_namespace(&self.namespaces, &self.namespace).await
     }
 
     /// Replaces the Lease's spec, conditionally on the resourceVersion observed. Ok(false)
@@ -319,6 +304,26 @@ pub fn random_fraction() -> f64 {
         .build_hasher()
         .finish();
     (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Creates the namespace the Leases live in (leader election's and the members'), when the
+/// first Lease write found it missing; one created meanwhile by another replica is fine.
+pub(crate) async fn create_namespace(
+    namespaces: &Api<Namespace>,
+    name: &str,
+) -> Result<(), kube::Error> {
+    tracing::info!(namespace = %name, "creating the leader election namespace");
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Err(err) if !is_conflict(&err) => Err(err),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -107,21 +107,7 @@ impl Membership {
         };
         match self.leases.create(&PostParams::default(), &lease).await {
             Err(err) if is_not_found(&err) => {
-                let namespace = Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(self.settings.namespace.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                };
-                match self
-                    .namespaces
-                    .create(&PostParams::default(), &namespace)
-                    .await
-                {
-                    Err(err) if !is_conflict(&err) => return Err(err),
-                    _ => {}
-                }
+                crate::leader::create_namespace(&self.namespaces, &self.settings.namespace).await?;
                 self.leases
                     .create(&PostParams::default(), &lease)
                     .await
