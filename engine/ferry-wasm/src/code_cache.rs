@@ -18,13 +18,25 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Most bytes of compiled code the folder keeps. Every rebuilt plugin adds an entry (a Rust
+/// component's code is about 0.4 MB, a Python or JS one tens of MB), so without a bound a
+/// plugin author's cache grows for ever; past this size the least recently used entries go.
+const MAX_BYTES: u64 = 1 << 30;
+/// Name ending of a finished entry; anything else in the folder is not an entry.
+const ENTRY_SUFFIX: &str = ".cwasm";
+/// A temporary file older than this was left by a writer that died; it is removed.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// First bytes of every entry: the format, so a future layout is never misread.
 const MAGIC: &[u8; 8] = b"FERRYCC1";
 const CHECKSUM_LEN: usize = 32;
 
 /// The entry of the component with SHA-256 `digest` for `engine`, in `dir`.
 pub(crate) fn entry(dir: &Path, digest: &str, engine: &Engine) -> PathBuf {
-    dir.join(format!("{digest}-{:016x}.cwasm", engine_hash(engine)))
+    dir.join(format!(
+        "{digest}-{:016x}{ENTRY_SUFFIX}",
+        engine_hash(engine)
+    ))
 }
 
 /// Identifies the engine build and settings, so cached code from another wasmtime version
@@ -53,7 +65,10 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Option<Component> {
     // engine's compatibility hash), unchanged since (its checksum matches), in a folder only
     // this user can write; wasmtime also checks its own header against the engine.
     match unsafe { Component::deserialize(engine, code) } {
-        Ok(component) => Some(component),
+        Ok(component) => {
+            mark_used(path);
+            Some(component)
+        }
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "ignoring unusable compiled-code cache entry");
             None
@@ -86,10 +101,64 @@ pub(crate) fn store(component: &Component, path: &Path) {
         let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, entry)?;
         std::fs::rename(&tmp, path)?;
+        prune(dir, MAX_BYTES);
         Ok(())
     })();
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "cannot write compiled-code cache entry");
+    }
+}
+
+/// Records that the entry was used now (its modification time), which is what [`prune`]
+/// orders by; a failure only makes the entry look older than it is.
+fn mark_used(path: &Path) {
+    let touched = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    if let Err(error) = touched {
+        tracing::debug!(path = %path.display(), %error, "cannot mark compiled-code cache entry as used");
+    }
+}
+
+/// Keeps the entries in `dir` within `max_bytes` by removing the least recently used ones,
+/// and removes temporary files a dead writer left behind. Runs after each write (writes are
+/// rare: one per new component version), never on the load path. Errors are ignored: the
+/// worst outcome is a folder a little over its bound until the next write.
+fn prune(dir: &Path, max_bytes: u64) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let mut entries = Vec::new();
+    for item in read.flatten() {
+        let path = item.path();
+        let Ok(meta) = item.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(ENTRY_SUFFIX) {
+            entries.push((modified, meta.len(), path));
+        } else if name.contains(".tmp")
+            && now.duration_since(modified).unwrap_or_default() > STALE_TMP
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    // Oldest first.
+    entries.sort();
+    for (_, len, path) in entries {
+        if total <= max_bytes {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::debug!(path = %path.display(), "evicted compiled-code cache entry");
+            total -= len;
+        }
     }
 }
 
@@ -205,6 +274,63 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
         assert!(load(&engine, &path).is_none(), "a world-writable folder");
+    }
+
+    #[test]
+    fn the_least_recently_used_entries_go_past_the_bound() {
+        use std::time::{Duration, SystemTime};
+        let dir = private_tempdir();
+        let at = |name: &str, age_s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [0u8; 100]).expect("write");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(SystemTime::now() - Duration::from_secs(age_s))
+                .expect("mtime");
+            path
+        };
+        let oldest = at("a-0.cwasm", 300);
+        let middle = at("b-0.cwasm", 200);
+        let newest = at("c-0.cwasm", 100);
+        let other = at("notes.txt", 400);
+        let dead_tmp = at("d-0.tmp42", 7200);
+        let live_tmp = at("e-0.tmp43", 10);
+
+        // 300 bytes of entries, 250 allowed: only the oldest goes.
+        prune(dir.path(), 250);
+        assert!(!oldest.exists());
+        assert!(middle.exists() && newest.exists());
+        // Not entries: kept, except a temporary file a dead writer left an hour ago.
+        assert!(other.exists() && live_tmp.exists());
+        assert!(!dead_tmp.exists());
+
+        // Using an entry makes it the most recent: the other one goes first.
+        mark_used(&middle);
+        prune(dir.path(), 100);
+        assert!(middle.exists());
+        assert!(!newest.exists());
+    }
+
+    #[test]
+    fn loading_an_entry_marks_it_used() {
+        use std::time::{Duration, SystemTime};
+        let (engine, component) = compiled();
+        let dir = private_tempdir();
+        let path = entry(dir.path(), "abc", &engine);
+        store(&component, &path);
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("mtime");
+        assert!(load(&engine, &path).is_some());
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(modified > old + Duration::from_secs(1800));
     }
 
     #[test]
