@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
-#[error("{message} [{kind}]")]
+#[error("{message} [{kind}]{}", component_suffix(.component.as_deref()))]
 pub struct HookError {
     /// The plugin's configured name.
     pub plugin: String,
@@ -20,6 +20,19 @@ pub struct HookError {
     /// Plugins are deterministic: any other failure repeats until the object, the plugin
     /// or its configuration changes, so the engine does not retry it on a timer.
     pub transient: bool,
+    /// SHA-256 (hex) of the component that failed, when one was called: after a hot reload
+    /// the plugin's name alone does not say which version an Event or log line is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+/// The component's digest as people read it in a message: 12 hex digits, like a short
+/// commit id, enough to tell versions apart; logs and metrics carry the full digest.
+fn component_suffix(digest: Option<&str>) -> String {
+    digest.map_or_else(String::new, |digest| {
+        let short = digest.get(..12).unwrap_or(digest);
+        format!(" (component sha256:{short})")
+    })
 }
 
 /// Placement, transformation and status aggregation for one synced resource.
@@ -88,5 +101,35 @@ pub trait PluginChain: Send + Sync + 'static {
     /// object of the resource with it; `None` for a chain that never changes.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(component: Option<&str>) -> HookError {
+        HookError {
+            plugin: "regions".into(),
+            hook: Hook::Place,
+            kind: CallErrorKind::DeadlineExceeded,
+            message: "plugin regions: place ran out of time".into(),
+            transient: false,
+            component: component.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_message_names_the_failing_component_by_its_short_digest() {
+        let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            failure(Some(digest)).to_string(),
+            "plugin regions: place ran out of time [deadline-exceeded] (component sha256:0123456789ab)"
+        );
+        // No component was called (e.g. a hook the chain does not have): no suffix.
+        assert_eq!(
+            failure(None).to_string(),
+            "plugin regions: place ran out of time [deadline-exceeded]"
+        );
     }
 }

@@ -27,6 +27,7 @@ fn not_available(plugin: &str, hook: Hook, message: &str) -> HookError {
         kind: CallErrorKind::Unsupported,
         message: message.to_string(),
         transient: false,
+        component: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn hook_error(plugin: &Plugin, hook: Hook, err: CallError) -> HookError {
         kind,
         message,
         transient,
+        component: Some(plugin.digest().to_string()),
     }
 }
 

@@ -82,6 +82,7 @@ fn failure(hook: Hook) -> HookError {
         kind: ferry_core::CallErrorKind::Failed,
         message: "boom".into(),
         transient: false,
+        component: None,
     }
 }
 
