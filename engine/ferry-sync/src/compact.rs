@@ -103,6 +103,24 @@ impl CompactObject {
     }
 }
 
+/// A JSON value kept as its compact text, for per-object state held between reconciles
+/// (the status kcp stored, [`crate::plan::StatusMemo`]): a few conditions as a `Value`
+/// tree take several KiB, their text a few hundred bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactValue(Box<str>);
+
+impl CompactValue {
+    /// The compact form of `value` (serialising a `Value` cannot fail).
+    pub fn new(value: &Value) -> Self {
+        Self(value.to_string().into_boxed_str())
+    }
+
+    /// The value, parsed from its text (which serde_json wrote, so it parses).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
 /// Whether `incoming` is the state `stored` holds: the same object (UID) at the same
 /// resourceVersion. Objects without either are never the same state.
 pub fn same_state(stored: &CompactObject, incoming: &DynamicObject) -> bool {
@@ -230,6 +248,17 @@ mod tests {
             ..object
         };
         assert_eq!(CompactObject::new(&null).object().data, json!({}));
+    }
+
+    #[test]
+    fn a_status_kept_compact_reads_back_equal_in_a_fraction_of_the_heap() {
+        let status = copy().data["status"].clone();
+        let (compact, held) = heap_count::held_by(|| CompactValue::new(&status));
+        let (_, tree) = heap_count::held_by(|| status.clone());
+        assert_eq!(compact.value(), status);
+        assert_eq!(CompactValue::new(&Value::Null).value(), Value::Null);
+        eprintln!("a Deployment's status: {tree} bytes as a Value, {held} bytes compact");
+        assert!(held * 4 < tree, "compact {held} bytes against {tree} bytes");
     }
 
     #[test]
