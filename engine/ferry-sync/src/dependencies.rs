@@ -523,7 +523,7 @@ impl Links {
                     .map(|(key, upstream)| Dependent {
                         on: dependent
                             .downstream
-                            .copies_of(&key)
+                            .copy_places(&key)
                             .into_iter()
                             .map(|(at, _)| at.target)
                             .collect(),
@@ -552,15 +552,15 @@ impl Links {
         for dependency in self.dependencies() {
             let objects = dependency
                 .upstream
-                .in_namespace(&key.cluster, &key.namespace)
+                .keys_in_namespace(&key.cluster, &key.namespace)
                 .into_iter()
-                .filter(|(_, u)| u.object.metadata.deletion_timestamp.is_none())
+                .filter(|(_, deleting)| !deleting)
                 .map(|(key, _)| {
                     let on = dependency
                         .downstream
-                        .copies_of(&key)
+                        .copy_places(&key)
                         .into_iter()
-                        .filter(|(_, copy)| copy.metadata.deletion_timestamp.is_none())
+                        .filter(|(_, deleting)| !deleting)
                         .map(|(at, _)| at.target)
                         .collect();
                     let skipped = self.memo.skipped(&dependency.name, &key);
@@ -600,7 +600,7 @@ impl Links {
             let Some(queue) = other.queue.get() else {
                 continue;
             };
-            for (key, _) in other.upstream.in_namespace(cluster, namespace) {
+            for (key, _) in other.upstream.keys_in_namespace(cluster, namespace) {
                 queue.add(key);
             }
         }

@@ -14,12 +14,15 @@
 //! reconcile reads the stores. Depends on the plugin chain only through [`PluginChain`].
 #![deny(missing_docs)]
 
+pub mod compact;
 pub mod dependencies;
 pub mod desired;
 pub mod error;
 pub mod events;
 pub mod explain;
 pub mod health;
+#[cfg(test)]
+mod heap_count;
 pub mod kcp;
 pub mod lag;
 pub mod leader;
@@ -562,7 +565,7 @@ async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, gate: Ar
         drop(permit);
         let outcome = match result {
             Ok(Next::Done) => {
-                if sync.upstream.get(&key).is_none() && sync.downstream.copies_of(&key).is_empty() {
+                if !sync.upstream.contains(&key) && sync.downstream.count_copies_of(&key) == 0 {
                     sync.forget(&key);
                 }
                 Outcome::Done
@@ -652,13 +655,13 @@ async fn queue_metrics(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>) {
             .origins()
             .into_iter()
             .filter(|key| {
-                sync.upstream.get(key).is_none()
+                !sync.upstream.contains(key)
                     && matches!(
                         sync.shards.absence(key, &sync.upstream),
                         plan::Absence::Unknown(_)
                     )
             })
-            .map(|key| sync.downstream.copies_of(&key).len())
+            .map(|key| sync.downstream.count_copies_of(&key))
             .sum::<usize>();
         sync.metrics.copies_kept(&sync.name, kept);
     }
@@ -778,16 +781,12 @@ impl Side {
 
     /// Takes a watch event's object into the store; returns its key, and whether the event
     /// only echoes a write of Ferry's own whose answer is in the store already
-    /// ([`is_echo`]): such a key needs no reconcile (and starts no latency clock).
+    /// (the same UID and resourceVersion, [`compact::same_state`]): such a key needs no reconcile (and starts no latency clock).
     fn apply(&self, sync: &ResourceSync, object: DynamicObject) -> Option<(UpstreamKey, bool)> {
         match self {
             Side::Upstream(shard) => {
                 let key = store::upstream_key(&object)?;
-                if sync
-                    .upstream
-                    .get(&key)
-                    .is_some_and(|stored| is_echo(&stored.object, &object))
-                {
+                if sync.upstream.holds(&key, &object) {
                     return Some((key, true));
                 }
                 let key = sync.upstream.apply(shard, object)?;
@@ -800,10 +799,7 @@ impl Side {
                     namespace: object.metadata.namespace.clone().unwrap_or_default(),
                     name: object.metadata.name.clone().unwrap_or_default(),
                 };
-                let echo = sync
-                    .downstream
-                    .get(&at)
-                    .is_some_and(|stored| is_echo(&stored, &object));
+                let echo = sync.downstream.holds(&at, &object);
                 let status_changed =
                     !echo && sync.downstream.status_differs(target.name(), &object);
                 // Stored even when an echo: it is how the copy's origin is found.
@@ -841,12 +837,13 @@ impl Side {
 /// path), so the event can change nothing, and reconciling it again only delayed the keys
 /// behind it: with two targets every change came back as four such echoes (two copies
 /// applied, two statuses written upstream), more than half of all reconciles.
+#[cfg(test)]
 fn is_echo(stored: &DynamicObject, incoming: &DynamicObject) -> bool {
-    let (stored, incoming) = (&stored.metadata, &incoming.metadata);
-    stored.uid.is_some()
-        && stored.uid == incoming.uid
-        && stored.resource_version.is_some()
-        && stored.resource_version == incoming.resource_version
+    compact::same_version(
+        stored.metadata.uid.as_deref(),
+        stored.metadata.resource_version.as_deref(),
+        incoming,
+    )
 }
 
 /// Feeds one cache from one watch and enqueues every key an event touches. List items go

@@ -29,6 +29,7 @@ use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compact::CompactValue;
 use crate::dependencies::{
     DependenciesView, DependentsPlacement, DependentsView, HookMemo, Recall, chain_fingerprint,
     describe, merge, place_by_dependents, placement_fingerprint,
@@ -68,8 +69,8 @@ pub struct StatusMemo {
     pub uid: String,
     /// Digest of the aggregated status Ferry sent.
     pub sent: String,
-    /// The status as kcp returned it.
-    pub stored: Value,
+    /// The status as kcp returned it, compact: one is held per object between reconciles.
+    pub stored: CompactValue,
 }
 
 /// Everything the planner looks at for one upstream object.
@@ -774,7 +775,7 @@ fn status_plan(
     if let Some(memo) = memo
         && memo.uid == uid
         && memo.sent == digest(&status)
-        && json_eq(&memo.stored, current)
+        && json_eq(&memo.stored.value(), current)
     {
         return StatusPlan::Unchanged;
     }

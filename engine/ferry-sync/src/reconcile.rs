@@ -1021,7 +1021,7 @@ impl ResourceSync {
                 StatusMemo {
                     uid,
                     sent: digest(status),
-                    stored,
+                    stored: crate::compact::CompactValue::new(&stored),
                 },
             );
         }

@@ -11,6 +11,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use ferry_core::identity::{Origin, UpstreamKey};
 use kube::api::DynamicObject;
 
+use crate::compact::{self, CompactObject};
+
 /// Annotation kcp puts on every object: the logical cluster it lives in.
 pub const KCP_CLUSTER_ANNOTATION: &str = "kcp.io/cluster";
 
@@ -30,12 +32,15 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// writes at once (so a reconcile right after a write sees it), and a watch event that was
 /// already on its way must not replace that newer state with an older one. Anything that
 /// does not parse as a number is taken as newer.
-fn is_older(incoming: &DynamicObject, stored: &DynamicObject) -> bool {
-    if incoming.metadata.uid != stored.metadata.uid {
+fn is_older(incoming: &DynamicObject, stored: &CompactObject) -> bool {
+    if incoming.metadata.uid.as_deref() != stored.uid() {
         return false;
     }
-    let version = |o: &DynamicObject| o.metadata.resource_version.as_deref()?.parse::<u64>().ok();
-    matches!((version(incoming), version(stored)), (Some(i), Some(s)) if i < s)
+    let version = |v: Option<&str>| v?.parse::<u64>().ok();
+    matches!(
+        (version(incoming.metadata.resource_version.as_deref()), version(stored.resource_version())),
+        (Some(i), Some(s)) if i < s
+    )
 }
 
 /// Drops what Ferry never reads from an upstream object before it is stored: its
@@ -82,11 +87,28 @@ pub struct Upstream {
     pub shard: Arc<str>,
 }
 
+/// What the upstream store holds per object: [`Upstream`] with the object in its compact
+/// form (read back on each [`UpstreamStore::get`]).
+#[derive(Debug)]
+struct StoredUpstream {
+    object: CompactObject,
+    shard: Arc<str>,
+}
+
+impl StoredUpstream {
+    fn read(&self) -> Upstream {
+        Upstream {
+            object: Arc::new(self.object.object()),
+            shard: self.shard.clone(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct UpstreamInner {
     /// Ordered by (logical cluster, namespace, name), so one namespace of one workspace is
     /// a range ([`UpstreamStore::in_namespace`]).
-    objects: BTreeMap<UpstreamKey, Upstream>,
+    objects: BTreeMap<UpstreamKey, StoredUpstream>,
     /// Shards whose initial list has completed.
     synced: HashSet<Arc<str>>,
     /// Shards currently in the endpoint slice.
@@ -102,7 +124,21 @@ pub struct UpstreamStore {
 impl UpstreamStore {
     /// The object for `key`, if any shard has it.
     pub fn get(&self, key: &UpstreamKey) -> Option<Upstream> {
-        read(&self.inner).objects.get(key).cloned()
+        read(&self.inner).objects.get(key).map(StoredUpstream::read)
+    }
+
+    /// Whether the store has `key` (without reading the object back).
+    pub fn contains(&self, key: &UpstreamKey) -> bool {
+        read(&self.inner).objects.contains_key(key)
+    }
+
+    /// Whether `incoming` is the state stored for its key (same UID and resourceVersion):
+    /// a watch event echoing what the store already has.
+    pub fn holds(&self, key: &UpstreamKey, incoming: &DynamicObject) -> bool {
+        read(&self.inner)
+            .objects
+            .get(key)
+            .is_some_and(|s| compact::same_state(&s.object, incoming))
     }
 
     /// The objects of one namespace of one workspace (dependents and dependencies live
@@ -113,7 +149,19 @@ impl UpstreamStore {
             .objects
             .range(start..)
             .take_while(|(k, _)| k.cluster == cluster && k.namespace == namespace)
-            .map(|(k, u)| (k.clone(), u.clone()))
+            .map(|(k, u)| (k.clone(), u.read()))
+            .collect()
+    }
+
+    /// The keys of [`UpstreamStore::in_namespace`], each with whether its object is being
+    /// deleted, without reading the objects back.
+    pub fn keys_in_namespace(&self, cluster: &str, namespace: &str) -> Vec<(UpstreamKey, bool)> {
+        let start = UpstreamKey::new(cluster, namespace, "");
+        read(&self.inner)
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.cluster == cluster && k.namespace == namespace)
+            .map(|(k, u)| (k.clone(), u.object.deleting()))
             .collect()
     }
 
@@ -173,8 +221,8 @@ impl UpstreamStore {
         {
             return Some(key);
         }
-        let entry = Upstream {
-            object: Arc::new(object),
+        let entry = StoredUpstream {
+            object: CompactObject::new(&object),
             shard: shard.clone(),
         };
         inner.objects.insert(key.clone(), entry);
@@ -228,8 +276,8 @@ impl UpstreamStore {
             if let Some(key) = upstream_key(&object) {
                 inner.objects.insert(
                     key.clone(),
-                    Upstream {
-                        object: Arc::new(object),
+                    StoredUpstream {
+                        object: CompactObject::new(&object),
                         shard: shard.clone(),
                     },
                 );
@@ -254,8 +302,12 @@ pub struct CopyRef {
 
 #[derive(Default)]
 struct DownstreamInner {
-    objects: HashMap<CopyRef, (Arc<DynamicObject>, Option<UpstreamKey>)>,
-    by_origin: HashMap<UpstreamKey, BTreeSet<CopyRef>>,
+    /// Each copy in its compact form, with the origin its labels record.
+    objects: HashMap<CopyRef, (CompactObject, Option<UpstreamKey>)>,
+    /// Where each origin's copies are, sorted. A sorted `Vec`, not a `BTreeSet`: an object
+    /// has a copy per target (one or a few), and a `BTreeSet` of one allocates a node with
+    /// room for eleven (about 800 bytes per object).
+    by_origin: HashMap<UpstreamKey, Vec<CopyRef>>,
     synced: HashSet<String>,
 }
 
@@ -268,12 +320,13 @@ impl DownstreamInner {
             .and_then(|m| Origin::of(&m))
             .map(|o| o.key);
         if let Some(key) = &origin {
-            self.by_origin
-                .entry(key.clone())
-                .or_default()
-                .insert(at.clone());
+            let copies = self.by_origin.entry(key.clone()).or_default();
+            if let Err(place) = copies.binary_search(&at) {
+                copies.insert(place, at.clone());
+            }
         }
-        self.objects.insert(at, (Arc::new(object), origin.clone()));
+        self.objects
+            .insert(at, (CompactObject::new(&object), origin.clone()));
         origin
     }
 
@@ -282,7 +335,7 @@ impl DownstreamInner {
         if let Some(key) = &origin
             && let Some(set) = self.by_origin.get_mut(key)
         {
-            set.remove(at);
+            set.retain(|c| c != at);
             if set.is_empty() {
                 self.by_origin.remove(key);
             }
@@ -309,7 +362,24 @@ pub fn copy_ref(target: &str, object: &DynamicObject) -> CopyRef {
 impl DownstreamStore {
     /// The copy at `at`, if the watch has seen it.
     pub fn get(&self, at: &CopyRef) -> Option<Arc<DynamicObject>> {
-        read(&self.inner).objects.get(at).map(|(o, _)| o.clone())
+        read(&self.inner)
+            .objects
+            .get(at)
+            .map(|(o, _)| Arc::new(o.object()))
+    }
+
+    /// Whether `incoming` is the state stored at `at` (same UID and resourceVersion): a
+    /// watch event echoing what the store already has.
+    pub fn holds(&self, at: &CopyRef, incoming: &DynamicObject) -> bool {
+        read(&self.inner)
+            .objects
+            .get(at)
+            .is_some_and(|(o, _)| compact::same_state(o, incoming))
+    }
+
+    /// How many copies record `key` as their origin (without reading them back).
+    pub fn count_copies_of(&self, key: &UpstreamKey) -> usize {
+        read(&self.inner).by_origin.get(key).map_or(0, Vec::len)
     }
 
     /// Every copy that records `key` as its origin.
@@ -320,7 +390,28 @@ impl DownstreamStore {
             .get(key)
             .into_iter()
             .flatten()
-            .filter_map(|at| inner.objects.get(at).map(|(o, _)| (at.clone(), o.clone())))
+            .filter_map(|at| {
+                inner
+                    .objects
+                    .get(at)
+                    .map(|(o, _)| (at.clone(), Arc::new(o.object())))
+            })
+            .collect()
+    }
+
+    /// Where the copies of `key` are, each with whether it is being deleted, without
+    /// reading them back.
+    pub fn copy_places(&self, key: &UpstreamKey) -> Vec<(CopyRef, bool)> {
+        let inner = read(&self.inner);
+        inner
+            .by_origin
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|at| {
+                let (copy, _) = inner.objects.get(at)?;
+                Some((at.clone(), copy.deleting()))
+            })
             .collect()
     }
 
@@ -359,7 +450,7 @@ impl DownstreamStore {
             .objects
             .iter()
             .filter(|(at, _)| at.target == target)
-            .map(|(at, (o, _))| (at.clone(), o.clone()))
+            .map(|(at, (o, _))| (at.clone(), Arc::new(o.object())))
             .collect()
     }
 
@@ -371,8 +462,10 @@ impl DownstreamStore {
     /// Whether `object` (a copy on `target`) has another status than the stored one, or
     /// none is stored.
     pub fn status_differs(&self, target: &str, object: &DynamicObject) -> bool {
-        self.get(&copy_ref(target, object))
-            .is_none_or(|stored| stored.data.get("status") != object.data.get("status"))
+        read(&self.inner)
+            .objects
+            .get(&copy_ref(target, object))
+            .is_none_or(|(stored, _)| stored.status().as_ref() != object.data.get("status"))
     }
 
     /// A (re)list of `target` completed; its items went in one by one through

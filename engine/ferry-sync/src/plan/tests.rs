@@ -569,7 +569,7 @@ fn status_is_written_when_it_differs_and_not_again_when_kcp_stored_less() {
     later.last_status = Some(StatusMemo {
         uid: "up-1".into(),
         sent: crate::desired::digest(value),
-        stored,
+        stored: crate::compact::CompactValue::new(&stored),
     });
     assert_eq!(plan(&later, &fake, cx()).status, StatusPlan::Unchanged);
     // A memo of another object (same name, new UID) does not count.
