@@ -175,7 +175,10 @@ mod tests {
         let (s1, s2): (Arc<str>, Arc<str>) = (Arc::from("https://s1"), Arc::from("https://s2"));
         shards.listed(&s1, BTreeSet::from(["lc-a".to_string()]));
         shards.set(&s2, "lc-b", true);
-        assert_eq!(shards.bound(), BTreeSet::from(["lc-a".into(), "lc-b".into()]));
+        assert_eq!(
+            shards.bound(),
+            BTreeSet::from(["lc-a".into(), "lc-b".into()])
+        );
         shards.remove(&s1);
         assert_eq!(shards.bound(), BTreeSet::from(["lc-b".into()]));
     }

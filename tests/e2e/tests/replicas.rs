@@ -214,7 +214,9 @@ async fn metrics_show_the_share(
         .collect::<Result<_>>()?;
     let members = identities.len() as u64;
     eventually(
-        &format!("the replicas' metrics to show {members} members and owned workspaces {expected:?}"),
+        &format!(
+            "the replicas' metrics to show {members} members and owned workspaces {expected:?}"
+        ),
         Duration::from_secs(30),
         || async {
             let mut seen = Vec::new();
@@ -435,7 +437,10 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
     }
     let per_replica = written_by_owners(s, since_survivors, Some(Timestamp::now()), &members)?;
     eprintln!("phase 2: writes per replica once the survivors settled {per_replica:?}");
-    ensure!(!per_replica.is_empty(), "nothing written under churn after the kill");
+    ensure!(
+        !per_replica.is_empty(),
+        "nothing written under churn after the kill"
+    );
 
     // Phase 3: a new replica joins under churn; it takes its share without a gap. A
     // newcomer that happens to own none of the six workspaces proves nothing: it is

@@ -25,9 +25,9 @@ use super::handover::Step;
 use super::report::HandoverTimer;
 use crate::error::{is_conflict, is_not_found};
 use crate::explain;
-use crate::metrics::Metrics;
 use crate::leader::Leadership;
 use crate::lease::{self, LeaseTimings, Observed};
+use crate::metrics::Metrics;
 
 /// Label on every member Lease of one installation: the members are the Leases carrying it.
 pub const MEMBER_OF: &str = "sync.ferry.dev/member-of";

@@ -94,7 +94,11 @@ mod tests {
         let bound: BTreeSet<String> = (0..300).map(|i| format!("lc-{i}")).collect();
         let mut a = Handover::new("a");
         let gate = Gate::shared(a.clone());
-        assert_eq!(share(&gate, &bound), (0, 0), "nothing before the first listing");
+        assert_eq!(
+            share(&gate, &bound),
+            (0, 0),
+            "nothing before the first listing"
+        );
 
         let listing = |h: Option<&Handover>| -> BTreeMap<String, Option<String>> {
             let digest = h.and_then(Handover::advertised);

@@ -307,10 +307,7 @@ async fn converge_and_measure(
     let mut per_replica = Vec::new();
     for (i, f) in fleet.iter().enumerate() {
         let scrape = f.scrape_text().await?;
-        let cpu_seconds = f
-            .pid()
-            .and_then(procstat::read)
-            .map_or(0.0, |(_, cpu)| cpu);
+        let cpu_seconds = f.pid().and_then(procstat::read).map_or(0.0, |(_, cpu)| cpu);
         let handovers = sum(&scrape, "ferry_replica_handover_duration_seconds_count") as u64;
         let handover_sum = sum(&scrape, "ferry_replica_handover_duration_seconds_sum");
         per_replica.push(ReplicaFigures {
@@ -527,7 +524,10 @@ pub fn markdown(result: &ReplicasResult) -> String {
             r.settled_seconds,
             r.converge_seconds,
             r.objects_per_second,
-            base.map_or("–".into(), |b| format!("{:.2}x", r.objects_per_second / b)),
+            base.map_or("–".into(), |b| format!(
+                "{:.2}x",
+                r.objects_per_second / b
+            )),
             each(&|f| f.owned_workspaces.to_string()),
             each(&|f| f.downstream_writes.to_string()),
             each(&|f| format!("{:.0}", f.peak_rss_mib)),
@@ -594,8 +594,14 @@ mod tests {
             workspaces_per_shard: BTreeMap::from([("root".into(), 6), ("shard-1".into(), 6)]),
             rounds: vec![round(1, 10.0, &[12]), round(2, 15.0, &[7, 5])],
         });
-        assert!(text.contains("| 1 | 1000 | 3 s | 100 s | 10.0 | 1.00x | 12 |"), "{text}");
-        assert!(text.contains("| 2 | 1000 | 3 s | 67 s | 15.0 | 1.50x | 7, 5 |"), "{text}");
+        assert!(
+            text.contains("| 1 | 1000 | 3 s | 100 s | 10.0 | 1.00x | 12 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 2 | 1000 | 3 s | 67 s | 15.0 | 1.50x | 7, 5 |"),
+            "{text}"
+        );
         assert!(text.contains("root 6, shard-1 6"), "{text}");
     }
 }
