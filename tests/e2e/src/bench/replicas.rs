@@ -207,6 +207,8 @@ async fn measure(
             round.converge_seconds, round.objects_per_second, round.settled_seconds
         );
         if reported {
+            // Each round's row as soon as it is known: a run stopped early keeps them.
+            eprintln!("    {}", row(&round, None).trim_end());
             rounds.push(round);
         }
     }
@@ -501,6 +503,32 @@ async fn delete_namespaces(client: &kube::Client, namespaces: &HashSet<String>) 
     }
 }
 
+/// One round's row of the table; `base`: the 1-replica round's objects/s.
+fn row(r: &Round, base: Option<f64>) -> String {
+    let each = |f: &dyn Fn(&ReplicaFigures) -> String| {
+        r.per_replica.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "| {} | {} | {:.0} s | {:.0} s | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        r.replicas,
+        r.objects,
+        r.settled_seconds,
+        r.converge_seconds,
+        r.objects_per_second,
+        base.map_or("–".into(), |b| format!(
+            "{:.2}x",
+            r.objects_per_second / b
+        )),
+        each(&|f| f.owned_workspaces.to_string()),
+        each(&|f| f.downstream_writes.to_string()),
+        each(&|f| format!("{:.0}", f.peak_rss_mib)),
+        each(&|f| format!("{:.0}", f.rest_rss_mib)),
+        each(&|f| format!("{:.0}", f.cpu_seconds)),
+        each(&|f| format!("{:.2}", f.lease_requests_per_second)),
+        r.load,
+    )
+}
+
 /// The Markdown table of a run.
 pub fn markdown(result: &ReplicasResult) -> String {
     let base = result
@@ -514,28 +542,7 @@ pub fn markdown(result: &ReplicasResult) -> String {
          Lease requests/s | load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &result.rounds {
-        let each = |f: &dyn Fn(&ReplicaFigures) -> String| {
-            r.per_replica.iter().map(f).collect::<Vec<_>>().join(", ")
-        };
-        out.push_str(&format!(
-            "| {} | {} | {:.0} s | {:.0} s | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.replicas,
-            r.objects,
-            r.settled_seconds,
-            r.converge_seconds,
-            r.objects_per_second,
-            base.map_or("–".into(), |b| format!(
-                "{:.2}x",
-                r.objects_per_second / b
-            )),
-            each(&|f| f.owned_workspaces.to_string()),
-            each(&|f| f.downstream_writes.to_string()),
-            each(&|f| format!("{:.0}", f.peak_rss_mib)),
-            each(&|f| format!("{:.0}", f.rest_rss_mib)),
-            each(&|f| format!("{:.0}", f.cpu_seconds)),
-            each(&|f| format!("{:.2}", f.lease_requests_per_second)),
-            r.load,
-        ));
+        out.push_str(&row(r, base));
     }
     out.push_str(&format!(
         "\nObjects created upstream in {:.0} s; workspaces per shard: {}.\n",
