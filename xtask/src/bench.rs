@@ -33,6 +33,37 @@ enum What {
     /// Ferry's resident memory at rest (release build, one target) with several object
     /// counts in one run, and the growth per object. Writes target/bench/memory.{json,md}.
     Memory(MemoryArgs),
+    /// Cold convergence of N objects with 1, 2 and 3 replicas of `ferry run --share-work`
+    /// (release build) on the two-shard environment: objects/s, and per replica its share,
+    /// memory, CPU and Lease traffic. Writes target/bench/replicas.{json,md}.
+    Replicas(ReplicasArgs),
+}
+
+/// Options of `cargo xtask bench replicas`.
+#[derive(clap::Args)]
+struct ReplicasArgs {
+    /// Objects (0-replica Deployments) created upstream once; every round copies them all.
+    #[arg(long, default_value_t = 10_000)]
+    objects: usize,
+    /// Replica counts, one round each, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    replicas: Vec<usize>,
+    /// Tenant workspaces the objects are spread over, alternating between the shards.
+    #[arg(long, default_value_t = 12)]
+    workspaces: usize,
+    /// How long the replicas are measured at rest after each round.
+    #[arg(long, default_value_t = 20)]
+    rest_seconds: u64,
+    /// Skip the unreported first round that sets finalizers and status upstream.
+    #[arg(long)]
+    no_prime: bool,
+    /// kcp shards of the environment (2: workspaces on both; 1 where a second shard does
+    /// not fit).
+    #[arg(long, default_value_t = 2)]
+    shards: u8,
+    /// A note printed with the results (e.g. what else ran on the machine). Repeatable.
+    #[arg(long)]
+    note: Vec<String>,
 }
 
 /// Options of `cargo xtask bench memory`.
@@ -113,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         What::Sync(args) => sync(args),
         What::Memory(args) => memory(args),
+        What::Replicas(args) => replicas(args),
     }
 }
 
@@ -169,6 +201,41 @@ fn memory(args: MemoryArgs) -> anyhow::Result<()> {
         .status()
         .context("running bench-memory")?;
     ensure!(status.success(), "the memory benchmark failed ({status})");
+    Ok(())
+}
+
+fn replicas(args: ReplicasArgs) -> anyhow::Result<()> {
+    ensure!(
+        !args.replicas.is_empty() && !args.replicas.contains(&0),
+        "--replicas must list replica counts of at least 1, e.g. 1,2,3"
+    );
+    plugins::run(plugins::Args::default())?;
+    let env = crate::env::up_with(args.shards)?;
+    let release = release_build("bench-replicas")?;
+    let counts: Vec<String> = args.replicas.iter().map(ToString::to_string).collect();
+    let mut bench = Command::new(release.join("bench-replicas"));
+    bench
+        .current_dir(repo_root())
+        .args(["--objects", &args.objects.to_string()])
+        .args(["--replicas", &counts.join(",")])
+        .args(["--workspaces", &args.workspaces.to_string()])
+        .args(["--rest-seconds", &args.rest_seconds.to_string()])
+        .arg("--out")
+        .arg(repo_root().join("target").join("bench"))
+        .args(["--note", "ferry is a release build"]);
+    if args.no_prime {
+        bench.arg("--no-prime");
+    }
+    for note in &args.note {
+        bench.args(["--note", note]);
+    }
+    let status = bench
+        .env("FERRY_ENV_DIR", &env.dir)
+        .env("FERRY_BIN", release.join("ferry"))
+        .env("FERRY_PLUGIN_DIR", paths::target_dir().join("plugins"))
+        .status()
+        .context("running bench-replicas")?;
+    ensure!(status.success(), "the replicas benchmark failed ({status})");
     Ok(())
 }
 

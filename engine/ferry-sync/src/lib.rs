@@ -204,6 +204,7 @@ impl Engine {
         // Which logical clusters the workers may write: all, except for replicas sharing the
         // work.
         let mut gate = Gate::everything();
+        let sharing = election.as_ref().is_some_and(|e| e.share_work);
         let (elector, _always_leading) = match election {
             None => {
                 leadership_tx.send_replace(Leadership::Leading);
@@ -246,6 +247,15 @@ impl Engine {
                         leadership_tx,
                         release_rx,
                         confirmed,
+                        self.metrics.clone(),
+                    ));
+                    tasks.spawn(named(
+                        "replica metrics",
+                        replicas::report::publish(
+                            gate.clone(),
+                            connected.shards.clone(),
+                            self.metrics.clone(),
+                        ),
                     ));
                     (Some((task, election.timings)), None)
                 } else {
@@ -288,7 +298,10 @@ impl Engine {
                             }
                             health.set_role(Role::Leading);
                             health.set_workers_running(true);
-                            self.metrics.leader(true);
+                            // A replica sharing the work leads nothing: it writes its share
+                            // (ferry_replica_owned_workspaces), so the fleet's sum of
+                            // ferry_leader stays the number of elected leaders, at most 1.
+                            self.metrics.leader(!sharing);
                         }
                         Leadership::Lost => break Stop::LeadershipLost,
                         Leadership::Leading | Leadership::Standby => {}

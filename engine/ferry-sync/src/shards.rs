@@ -73,6 +73,14 @@ impl Shards {
         self.read().get(shard).map_or(0, |b| b.bound.len())
     }
 
+    /// Every logical cluster bound to the export on any shard in the slice.
+    pub fn bound(&self) -> BTreeSet<String> {
+        self.read()
+            .values()
+            .flat_map(|b| b.bound.iter().cloned())
+            .collect()
+    }
+
     /// Whether an object absent from `store` is known to be gone.
     pub fn absence(&self, key: &UpstreamKey, store: &UpstreamStore) -> Absence {
         let inner = self.read();
@@ -159,5 +167,19 @@ mod tests {
         assert_eq!(shards.absence(&key, &store), Absence::Gone);
         assert!(shards.set(&shard, "lc-a", false));
         assert!(matches!(shards.absence(&key, &store), Absence::Unknown(_)));
+    }
+
+    #[test]
+    fn the_bound_workspaces_are_those_of_every_shard_in_the_slice() {
+        let shards = Shards::default();
+        let (s1, s2): (Arc<str>, Arc<str>) = (Arc::from("https://s1"), Arc::from("https://s2"));
+        shards.listed(&s1, BTreeSet::from(["lc-a".to_string()]));
+        shards.set(&s2, "lc-b", true);
+        assert_eq!(
+            shards.bound(),
+            BTreeSet::from(["lc-a".into(), "lc-b".into()])
+        );
+        shards.remove(&s1);
+        assert_eq!(shards.bound(), BTreeSet::from(["lc-b".into()]));
     }
 }

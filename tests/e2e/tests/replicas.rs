@@ -4,7 +4,8 @@
 //! rendezvous hashing names (checked against the clusters' audit logs, where each replica's
 //! user agent carries its identity); a replica killed with SIGKILL under churn has its share
 //! taken over within the lease duration plus a few seconds, with nothing lost; a replica
-//! joining takes its share without a gap. It runs on two shards (`env up --shards 2`), with
+//! joining takes its share without a gap. At each step every replica's metrics show the
+//! member count, `ferry_leader` 0 and the workspaces it owns. It runs on two shards (`env up --shards 2`), with
 //! the tenants alternating between them; on one shard it skips with a notice (CI runs it in
 //! its two-shard pass, see docs/test-environment.md).
 //!
@@ -127,14 +128,17 @@ fn writes(s: &Scenario) -> Result<Vec<Write>> {
     Ok(all)
 }
 
-/// Fails unless every write since `since` was made by the tenant's owner among `members`.
+/// Fails unless every write since `since` (and before `until`, if given) was made by the
+/// tenant's owner among `members`.
 fn written_by_owners(
     s: &Scenario,
     since: Timestamp,
+    until: Option<Timestamp>,
     members: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, usize>> {
     let mut per_replica = BTreeMap::new();
-    for w in writes(s)?.into_iter().filter(|w| w.at >= since) {
+    let within = |w: &Write| w.at >= since && until.is_none_or(|until| w.at < until);
+    for w in writes(s)?.into_iter().filter(within) {
         let expected = owner(members, &s.tenants[w.tenant].logical_cluster);
         ensure!(
             w.replica == expected,
@@ -187,6 +191,61 @@ async fn settled(replicas: &[&Ferry], offsets: &[usize], members: usize) -> Resu
         },
     )
     .await
+}
+
+/// Waits until every replica of `fleet` reports, in its metrics, a member set of `members`,
+/// `ferry_leader` 0 (a replica sharing the work leads nothing), and the bound workspaces its
+/// owner among `identities` is: each writes exactly the workspaces rendezvous hashing gives
+/// it, and together they write every bound workspace once.
+async fn metrics_show_the_share(
+    fleet: &[&Ferry],
+    s: &Scenario,
+    identities: &BTreeSet<String>,
+) -> Result<()> {
+    let expected: Vec<u64> = fleet
+        .iter()
+        .map(|f| {
+            let me = identity(f)?;
+            Ok(s.tenants
+                .iter()
+                .filter(|t| owner(identities, &t.logical_cluster) == me)
+                .count() as u64)
+        })
+        .collect::<Result<_>>()?;
+    let members = identities.len() as u64;
+    eventually(
+        &format!(
+            "the replicas' metrics to show {members} members and owned workspaces {expected:?}"
+        ),
+        Duration::from_secs(30),
+        || async {
+            let mut seen = Vec::new();
+            for f in fleet {
+                seen.push((
+                    f.metric("ferry_replica_members").await?,
+                    f.metric("ferry_leader").await?,
+                    f.metric("ferry_replica_owned_workspaces").await?,
+                    f.metric("ferry_bound_workspaces").await?,
+                ));
+            }
+            let owned: Vec<u64> = seen.iter().map(|s| s.2).collect();
+            let ok = seen.iter().all(|&(m, leader, _, bound)| {
+                m == members && leader == 0 && bound == TENANTS as u64
+            }) && owned == expected;
+            if !ok {
+                eprintln!("replica metrics (members, leader, owned, bound): {seen:?}");
+            }
+            Ok(ok.then_some(()))
+        },
+    )
+    .await
+}
+
+/// A replica's completed handovers (`ferry_replica_handover_duration_seconds_count`).
+async fn handovers(ferry: &Ferry) -> Result<u64> {
+    ferry
+        .metric("ferry_replica_handover_duration_seconds_count")
+        .await
 }
 
 fn identity(ferry: &Ferry) -> Result<String> {
@@ -280,6 +339,10 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         .map(|t| owner(&members, &t.logical_cluster))
         .collect();
     eprintln!("owners of the {TENANTS} workspaces: {owners:?}");
+    {
+        let fleet: Vec<&Ferry> = std::iter::once(&s.ferry).chain(others.iter()).collect();
+        metrics_show_the_share(&fleet, s, &members).await?;
+    }
     let since = Timestamp::now();
     for i in 0..TENANTS {
         s.apply_deployment(i, "web-a", 1, &[]).await?;
@@ -290,7 +353,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         s.wait_on_all(i, "web-b", true).await?;
     }
     s.ferry.wait_clean(CONVERGE).await?;
-    let per_replica = written_by_owners(s, since, &members)?;
+    let per_replica = written_by_owners(s, since, None, &members)?;
     eprintln!("phase 1: writes per replica {per_replica:?}");
     ensure!(!per_replica.is_empty(), "nothing written");
 
@@ -321,6 +384,10 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         .chain(others.iter().filter(|f| f.pid().is_some()))
         .collect();
     let offsets: Vec<usize> = survivors.iter().map(|f| f.log().len()).collect();
+    let mut handovers_before = Vec::new();
+    for f in &survivors {
+        handovers_before.push(handovers(f).await?);
+    }
     for &i in &victims {
         s.apply_deployment(i, "after-kill", 1, &[]).await?;
     }
@@ -345,6 +412,17 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         "the killed replica's share took {moved:?} to move"
     );
     settled(&survivors, &offsets, 2).await?;
+    // From here until the newcomer starts, the survivors write every workspace, each only
+    // its own: nothing is written twice while the killed replica's share moves.
+    let since_survivors = Timestamp::now();
+    metrics_show_the_share(&survivors, s, &members).await?;
+    for (f, before) in survivors.iter().zip(&handovers_before) {
+        let after = handovers(f).await?;
+        ensure!(
+            after > *before,
+            "a survivor's completed handovers stayed at {after} across the kill"
+        );
+    }
     let rounds = {
         drop(stop);
         churned.await?
@@ -357,6 +435,12 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         })
         .await?;
     }
+    let per_replica = written_by_owners(s, since_survivors, Some(Timestamp::now()), &members)?;
+    eprintln!("phase 2: writes per replica once the survivors settled {per_replica:?}");
+    ensure!(
+        !per_replica.is_empty(),
+        "nothing written under churn after the kill"
+    );
 
     // Phase 3: a new replica joins under churn; it takes its share without a gap. A
     // newcomer that happens to own none of the six workspaces proves nothing: it is
@@ -435,6 +519,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
             .chain(std::iter::once(&newcomer))
             .collect();
         settled(&fleet, &offsets, 3).await?;
+        metrics_show_the_share(&fleet, s, &members).await?;
     }
     let since_join = Timestamp::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -482,7 +567,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         worst < LEASE_DURATION.as_secs() as i64 - 3,
         "an object created during the join waited {worst} s for its copy"
     );
-    let per_replica = written_by_owners(s, since_join, &members)?;
+    let per_replica = written_by_owners(s, since_join, None, &members)?;
     eprintln!("phase 3: writes per replica since the join settled {per_replica:?}");
     no_interleaved_writers(s)?;
     let (clean, report) = s.ferry.check()?;
@@ -490,128 +575,4 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         bail!("ferry check is not clean:\n{report}");
     }
     Ok(())
-}
-
-/// The replica benchmark (docs/benchmarks/replicas.md), not run by `cargo test`: `cargo test
-/// -p ferry-e2e --test replicas -- --ignored --nocapture` on an environment of either shape.
-/// For 1, 2 and 3 replicas started fresh, `FERRY_BENCH_OBJECTS` (default 1,000) new
-/// Deployments spread over 12 workspaces are created as fast as the test can, and the clock
-/// runs until every copy exists on both clusters; then each replica's peak RSS is read.
-#[tokio::test]
-#[ignore = "a benchmark: minutes of load; run by hand"]
-async fn benchmark_replicas_converging_objects() -> Result<()> {
-    let Some(env) = Env::get()? else {
-        return Ok(());
-    };
-    let objects: usize = std::env::var("FERRY_BENCH_OBJECTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
-    let workspaces = 12;
-    let s = Scenario::start(
-        &env,
-        "replicas-bench",
-        workspaces,
-        FerryOptions {
-            defer_start: true,
-            ..share_work()
-        },
-    )
-    .await?;
-    let manifest = ferry_e2e::kcp::example("tenant/deployment.yaml")?;
-    let template: Value = serde_yaml::from_str(
-        manifest
-            .split("---")
-            .nth(1)
-            .context("example has two documents")?,
-    )?;
-    let mut rows = Vec::new();
-    for replicas in 1..=3usize {
-        let fleet: Vec<Ferry> = (0..replicas)
-            .map(|_| Ferry::start(&env, &s.provider, &share_work()))
-            .collect::<Result<_>>()?;
-        {
-            let refs: Vec<&Ferry> = fleet.iter().collect();
-            settled(&refs, &vec![0; replicas], replicas).await?;
-        }
-        // Caches warm: every replica has listed what the previous rounds left.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let started = Instant::now();
-        let mut creates = futures::stream::iter((0..objects).map(|k| {
-            let api = s.tenant_deployments(k % workspaces);
-            let mut object = template.clone();
-            let name = format!("bench-{replicas}-{k}");
-            object["metadata"]["name"] = name.clone().into();
-            async move {
-                api?.patch(
-                    &name,
-                    &PatchParams::apply("e2e-tenant").force(),
-                    &Patch::Apply(&object),
-                )
-                .await
-                .with_context(|| format!("creating {name}"))
-            }
-        }))
-        .buffer_unordered(16);
-        use futures::StreamExt as _;
-        while let Some(created) = creates.next().await {
-            created?;
-        }
-        let created = started.elapsed();
-        let prefix = format!("bench-{replicas}-");
-        let mut apis = Vec::new();
-        for i in 0..workspaces {
-            for cluster in CLUSTERS {
-                apis.push(s.copies(i, cluster).await?);
-            }
-        }
-        eventually(
-            &format!("{objects} objects copied with {replicas} replica(s)"),
-            Duration::from_secs(1800),
-            || async {
-                let mut count = 0;
-                for api in &apis {
-                    count += api
-                        .list_metadata(&Default::default())
-                        .await?
-                        .items
-                        .iter()
-                        .filter(|c| {
-                            c.metadata
-                                .name
-                                .as_deref()
-                                .is_some_and(|n| n.starts_with(&prefix))
-                        })
-                        .count();
-                }
-                Ok((count >= objects * CLUSTERS.len()).then_some(()))
-            },
-        )
-        .await?;
-        let converged = started.elapsed();
-        let rss: Vec<String> = fleet
-            .iter()
-            .map(|f| f.peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}")))
-            .collect();
-        let row = format!(
-            "| {replicas} | {objects} | {:.1} | {:.1} | {:.0} | {} |",
-            created.as_secs_f64(),
-            converged.as_secs_f64(),
-            objects as f64 / converged.as_secs_f64(),
-            rss.join(", ")
-        );
-        eprintln!("{row}");
-        rows.push(row);
-        for f in &fleet {
-            f.terminate()?;
-        }
-        for mut f in fleet {
-            f.wait_exit(Duration::from_secs(30)).await?;
-        }
-    }
-    eprintln!(
-        "| replicas | objects | created after (s) | all copied after (s) | objects/s | peak RSS per replica (MiB) |\n|---|---|---|---|---|---|\n{}",
-        rows.join("\n")
-    );
-    s.finish(Ok(()))
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 mod reload;
+mod replicas;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +164,7 @@ pub struct Metrics {
     plugin_peak_memory: Family<PluginLabels, Gauge>,
     api_requests: Family<ApiRequestLabels, Counter>,
     reload: reload::ReloadMetrics,
+    replicas: replicas::ReplicaMetrics,
     write_rate: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
     write_throttled: Family<ClusterLabels, Counter>,
 }
@@ -190,6 +192,7 @@ impl Default for Metrics {
             plugin_peak_memory: Family::default(),
             api_requests: Family::default(),
             reload: reload::ReloadMetrics::default(),
+            replicas: replicas::ReplicaMetrics::default(),
             write_rate: Family::default(),
             write_throttled: Family::default(),
             registry: Registry::default(),
@@ -250,7 +253,9 @@ impl Default for Metrics {
         );
         registry.register(
             "ferry_leader",
-            "Whether this process leads and its workers write (1) or it is a standby (0)",
+            "Whether this process was elected leader and its workers write everything (1) or \
+             not (0: a standby, or a replica sharing the work, which leads nothing; see \
+             ferry_replica_owned_workspaces)",
             m.leader.clone(),
         );
         registry.register(
@@ -301,6 +306,7 @@ impl Default for Metrics {
             m.api_requests.clone(),
         );
         m.reload.register(&mut registry);
+        m.replicas.register(&mut registry);
         registry.register(
             "ferry_write_rate",
             "Mutating requests per second the adaptive pacing allows now, by cluster (kcp or \
@@ -426,6 +432,24 @@ impl Metrics {
     /// Whether this process leads (its workers write) or is a standby.
     pub fn leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// A replica sharing the work acts on a member set of `members` (0: none, it holds no
+    /// member Lease) and may write `owned` of the bound workspaces.
+    pub fn replica_share(&self, members: usize, owned: usize) {
+        self.replicas.members(members);
+        self.replicas.owned_workspaces(owned);
+    }
+
+    /// A replica sharing the work adopted a new member set.
+    pub fn replica_member_set_adopted(&self) {
+        self.replicas.adopted();
+    }
+
+    /// A handover ended: every member advertised the member set this replica adopted
+    /// `elapsed` ago.
+    pub fn replica_handover_completed(&self, elapsed: Duration) {
+        self.replicas.handover_completed(elapsed.as_secs_f64());
     }
 
     /// The queue of `resource`: keys ready, keys delayed, and how long the oldest ready key

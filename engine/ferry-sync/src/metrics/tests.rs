@@ -107,6 +107,10 @@ fn every_metric_renders_with_its_type_in_the_prometheus_text_format() {
         ("ferry_api_requests_total", "counter"),
         ("ferry_plugin_component_info", "gauge"),
         ("ferry_plugin_reloads_total", "counter"),
+        ("ferry_replica_members", "gauge"),
+        ("ferry_replica_owned_workspaces", "gauge"),
+        ("ferry_replica_handovers_total", "counter"),
+        ("ferry_replica_handover_duration_seconds", "histogram"),
     ];
     for (name, kind) in expected {
         assert_eq!(types.get(name), Some(&kind), "{name}\n{text}");
@@ -222,6 +226,34 @@ fn a_hot_reload_moves_the_component_gauge_to_the_new_digest() {
 }
 
 #[test]
+fn a_replica_reports_its_members_owned_workspaces_and_handovers() {
+    let metrics = Metrics::default();
+    let read = |metrics: &Metrics, name: &str| value(&parse(&metrics.render()), name, &[]);
+    // Without sharing: all zero, and present (a dashboard need not special-case them).
+    assert_eq!(read(&metrics, "ferry_replica_members"), Some(0.0));
+    assert_eq!(read(&metrics, "ferry_replica_owned_workspaces"), Some(0.0));
+    metrics.replica_share(3, 41);
+    metrics.replica_member_set_adopted();
+    metrics.replica_member_set_adopted();
+    metrics.replica_handover_completed(Duration::from_millis(4200));
+    assert_eq!(read(&metrics, "ferry_replica_members"), Some(3.0));
+    assert_eq!(read(&metrics, "ferry_replica_owned_workspaces"), Some(41.0));
+    assert_eq!(read(&metrics, "ferry_replica_handovers_total"), Some(2.0));
+    assert_eq!(
+        read(&metrics, "ferry_replica_handover_duration_seconds"),
+        Some(1.0),
+        "one handover completed"
+    );
+    assert!(
+        metrics
+            .render()
+            .contains("ferry_replica_handover_duration_seconds_bucket{le=\"5\"} 1"),
+        "{}",
+        metrics.render()
+    );
+}
+
+#[test]
 fn histogram_buckets_are_cumulative_with_increasing_bounds_up_to_inf() {
     let text = recorded().render();
     let scrape = parse(&text);
@@ -233,8 +265,8 @@ fn histogram_buckets_are_cumulative_with_increasing_bounds_up_to_inf() {
             _ => None,
         })
         .collect();
-    // Reconcile, propagation, status and plugin call durations.
-    assert_eq!(histograms.len(), 4, "{text}");
+    // Reconcile, propagation, status and plugin call durations, and handovers.
+    assert_eq!(histograms.len(), 5, "{text}");
     for (name, buckets) in histograms {
         assert!(buckets.len() > 10, "{name}: {buckets:?}");
         for pair in buckets.windows(2) {

@@ -22,10 +22,12 @@ use tokio::time::Instant;
 
 use super::gate::Gate;
 use super::handover::Step;
+use super::report::HandoverTimer;
 use crate::error::{is_conflict, is_not_found};
 use crate::explain;
 use crate::leader::Leadership;
 use crate::lease::{self, LeaseTimings, Observed};
+use crate::metrics::Metrics;
 
 /// Label on every member Lease of one installation: the members are the Leases carrying it.
 pub const MEMBER_OF: &str = "sync.ferry.dev/member-of";
@@ -200,13 +202,15 @@ impl Membership {
 /// Publishes [`Leadership::Leading`] once the Lease exists (workers may start; the gate
 /// allows nothing until a view is confirmed) and [`Leadership::Lost`] when it could not
 /// renew within the renew deadline. Calls `confirmed` each time a view is confirmed, so the
-/// clusters that became writable are enqueued. On release, the Lease is deleted.
+/// clusters that became writable are enqueued. On release, the Lease is deleted. Counts
+/// each handover, and its duration, in `metrics`.
 pub async fn run(
     mut membership: Membership,
     gate: Arc<Gate>,
     state: watch::Sender<Leadership>,
     mut release: oneshot::Receiver<()>,
     confirmed: impl Fn(usize),
+    metrics: Arc<Metrics>,
 ) {
     let timings = membership.settings.timings;
     let lease_name = membership.lease();
@@ -228,6 +232,7 @@ pub async fn run(
         }
     }
     let mut last_renewal = Instant::now();
+    let mut handover = HandoverTimer::default();
     state.send_replace(Leadership::Leading);
     loop {
         let started = Instant::now();
@@ -254,6 +259,8 @@ pub async fn run(
         match listing {
             Ok(Ok(live)) => match gate.update(|h| h.observe(&live)).await {
                 Some(Step::Adopted) => {
+                    metrics.replica_member_set_adopted();
+                    handover.adopted(Instant::now().into_std());
                     tracing::info!(
                         members = live.len().max(1),
                         "replicas changed; stopped writing what this replica gives up, advertising the new member set"
@@ -277,6 +284,9 @@ pub async fn run(
                         members,
                         "every replica acts on the same member set: writing this replica's share"
                     );
+                    if let Some(took) = handover.confirmed(Instant::now().into_std()) {
+                        metrics.replica_handover_completed(took);
+                    }
                     confirmed(members);
                 }
                 _ => {}

@@ -4,7 +4,8 @@
 //! ([`rendezvous`]). A replica gives a logical cluster up (cancels its reconciles) before it
 //! advertises the member set under which another member takes it, and takes one only once
 //! every member advertises the set that gives it ([`handover`]). Workers ask the [`gate`]
-//! before each reconcile; [`membership`] keeps the Lease and feeds the gate.
+//! before each reconcile; [`membership`] keeps the Lease and feeds the gate; [`report`]
+//! publishes the replica metrics.
 //!
 //! Everything Ferry writes is per logical cluster (an object's finalizer, status and Events
 //! upstream; its copies and their namespace, mapped per workspace, downstream; a copy's
@@ -16,3 +17,4 @@ pub mod gate;
 pub mod handover;
 pub mod membership;
 pub mod rendezvous;
+pub mod report;
