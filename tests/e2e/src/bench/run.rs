@@ -217,7 +217,9 @@ async fn measure(
     // Where the cold phase's time went, for profiling: the engine's own metrics right after.
     if let Some(text) = engine.metrics_text().await {
         let path = plan.out.join(format!("{}-cold-metrics.prom", kind.key()));
-        if let Err(err) = std::fs::create_dir_all(&plan.out).and_then(|()| std::fs::write(&path, text)) {
+        if let Err(err) =
+            std::fs::create_dir_all(&plan.out).and_then(|()| std::fs::write(&path, text))
+        {
             eprintln!("    (could not write {}: {err})", path.display());
         }
     }
