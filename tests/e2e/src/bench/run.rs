@@ -206,13 +206,20 @@ async fn measure(
     .await?;
     let cold = started.elapsed();
     let first_copy = first_copy.unwrap_or(cold);
+    // The engine's own CPU while it converged: on 2 cores it competes with kcp and the
+    // target for the same CPU.
+    let cold_cpu = {
+        let samples = samples.lock().expect("not poisoned");
+        procstat::usage(&window(&samples, started, Instant::now())).cpu_cores
+    };
     eprintln!(
-        "    cold: {} objects on {} target(s) in {:.1}s (first copy after {:.1}s, then {:.0} objects/s)",
+        "    cold: {} objects on {} target(s) in {:.1}s (first copy after {:.1}s, then {:.0} objects/s; engine CPU {:.2} cores)",
         plan.objects,
         targets.len(),
         cold.as_secs_f64(),
         first_copy.as_secs_f64(),
-        plan.objects as f64 / (cold - first_copy).as_secs_f64().max(1e-3)
+        plan.objects as f64 / (cold - first_copy).as_secs_f64().max(1e-3),
+        cold_cpu
     );
     // Where the cold phase's time went, for profiling: the engine's own metrics right after.
     if let Some(text) = engine.metrics_text().await {
