@@ -1,6 +1,7 @@
 //! Counting every request a kube client sends: a tower layer put on the client where it is
 //! built ([`counted_client`]), so no call site can forget it. A request is counted when
-//! its response head arrives (a watch: when the stream opens), by cluster, verb and code.
+//! its response head arrives (a watch: when the stream opens), by cluster, verb and code, and
+//! (watches excepted) timed from sending to that head.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -73,11 +74,18 @@ where
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let verb = verb(&request);
         let counter = self.counter.clone();
+        let sent = std::time::Instant::now();
         self.inner
             .call(request)
             .map(move |result| {
                 let code = result.as_ref().ok().map(|r| r.status().as_u16());
                 counter.metrics.api_request(&counter.cluster, verb, code);
+                // A watch's head says nothing about the server's speed: it stays open.
+                if verb != "watch" {
+                    counter
+                        .metrics
+                        .api_request_duration(&counter.cluster, verb, sent.elapsed());
+                }
                 result
             })
             .boxed()

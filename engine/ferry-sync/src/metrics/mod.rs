@@ -128,6 +128,13 @@ struct ApiRequestLabels {
     code: String,
 }
 
+/// `cluster`, `verb`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiVerbLabels {
+    cluster: String,
+    verb: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -163,6 +170,7 @@ pub struct Metrics {
     plugin_call_duration: Histograms<PluginLabels>,
     plugin_peak_memory: Family<PluginLabels, Gauge>,
     api_requests: Family<ApiRequestLabels, Counter>,
+    api_request_duration: Histograms<ApiVerbLabels>,
     reload: reload::ReloadMetrics,
     replicas: replicas::ReplicaMetrics,
     write_rate: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
@@ -191,6 +199,7 @@ impl Default for Metrics {
             plugin_call_duration: Family::new_with_constructor(plugin_call_histogram),
             plugin_peak_memory: Family::default(),
             api_requests: Family::default(),
+            api_request_duration: Family::new_with_constructor(reconcile_histogram),
             reload: reload::ReloadMetrics::default(),
             replicas: replicas::ReplicaMetrics::default(),
             write_rate: Family::default(),
@@ -304,6 +313,14 @@ impl Default for Metrics {
             "Requests to kcp and the target clusters, watches included, by cluster (kcp or \
              the target's name), verb and HTTP status code (error: no response)",
             m.api_requests.clone(),
+        );
+        registry.register_with_unit(
+            "ferry_api_request_duration",
+            "Time from sending a request to kcp or a target to its response head, watches \
+             excepted, by cluster and verb: with ferry_reconcile_duration_seconds, whether a \
+             reconcile waits on kcp, on a target, or on neither",
+            Unit::Seconds,
+            m.api_request_duration.clone(),
         );
         m.reload.register(&mut registry);
         m.replicas.register(&mut registry);
@@ -538,6 +555,17 @@ impl Metrics {
                 code: code.map_or_else(|| "error".into(), |c| c.to_string()),
             })
             .inc();
+    }
+
+    /// A request (not a watch) to `cluster` got its answer, or failed, `elapsed` after it was
+    /// sent.
+    pub fn api_request_duration(&self, cluster: &str, verb: &str, elapsed: Duration) {
+        self.api_request_duration
+            .get_or_create(&ApiVerbLabels {
+                cluster: cluster.into(),
+                verb: verb.into(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A tower layer for a kube client of `cluster` that counts its requests

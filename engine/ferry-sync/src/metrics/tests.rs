@@ -77,6 +77,7 @@ fn recorded() -> Metrics {
     metrics.api_request("kcp", "watch", Some(200));
     metrics.api_request("cluster-1", "patch", Some(409));
     metrics.api_request("cluster-1", "get", None);
+    metrics.api_request_duration("kcp", "patch", Duration::from_millis(40));
     metrics.plugin_component("label-placement", "deployments.apps", "place", "aaa", None);
     metrics.plugin_reload("label-placement", "bbb", "cases-failed");
     metrics
@@ -105,6 +106,7 @@ fn every_metric_renders_with_its_type_in_the_prometheus_text_format() {
         ("ferry_plugin_call_duration_seconds", "histogram"),
         ("ferry_plugin_peak_memory_bytes", "gauge"),
         ("ferry_api_requests_total", "counter"),
+        ("ferry_api_request_duration_seconds", "histogram"),
         ("ferry_plugin_component_info", "gauge"),
         ("ferry_plugin_reloads_total", "counter"),
         ("ferry_replica_members", "gauge"),
@@ -265,8 +267,8 @@ fn histogram_buckets_are_cumulative_with_increasing_bounds_up_to_inf() {
             _ => None,
         })
         .collect();
-    // Reconcile, propagation, status and plugin call durations, and handovers.
-    assert_eq!(histograms.len(), 5, "{text}");
+    // Reconcile, propagation, status, plugin call and API request durations, and handovers.
+    assert_eq!(histograms.len(), 6, "{text}");
     for (name, buckets) in histograms {
         assert!(buckets.len() > 10, "{name}: {buckets:?}");
         for pair in buckets.windows(2) {
@@ -358,4 +360,20 @@ fn the_client_layer_counts_each_request_by_cluster_verb_and_code() {
     assert_eq!(count("get"), Some(1.0));
     assert_eq!(count("deletecollection"), Some(1.0));
     assert_eq!(count("update"), Some(1.0));
+    // Every request but the watches is timed.
+    let timed = |verb: &str| {
+        value(
+            &scrape,
+            "ferry_api_request_duration_seconds_count",
+            &[("cluster", "cluster-1"), ("verb", verb)],
+        )
+    };
+    assert_eq!(timed("patch"), Some(1.0));
+    assert_eq!(timed("get"), Some(1.0));
+    assert_eq!(timed("update"), Some(1.0));
+    assert_eq!(
+        timed("watch"),
+        None,
+        "a watch stays open: its time is not the server's"
+    );
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject};
 use serde::Deserialize;
 
+use super::run::Plan;
 use crate::ferry::{self, Ferry, FerryOptions};
 use crate::kcp::{self, KcpAdmin, Workspace};
 use crate::{CLUSTERS, Env, eventually};
@@ -92,16 +93,17 @@ enum Process {
 }
 
 impl Engine {
-    /// Creates `workspaces` tenant workspaces for the engine (each with namespace `demo`) and
+    /// Creates `plan.workspaces` tenant workspaces for the engine (each with namespace `demo`) and
     /// prepares the engine without starting it.
     pub async fn set_up(
         env: &Env,
         admin: &KcpAdmin,
         kind: Kind,
-        workspaces: usize,
+        plan: &Plan,
         suffix: &str,
     ) -> Result<Engine> {
         let key = kind.key();
+        let workspaces = plan.workspaces;
         let (tenants, copy_namespaces, process) = match &kind {
             Kind::Ferry { targets } => {
                 let provider = ferry::platform(admin, &format!("bench-{key}-{suffix}")).await?;
@@ -118,6 +120,7 @@ impl Engine {
                     } else {
                         String::new()
                     },
+                    engine_extra: plan.ferry_engine.clone(),
                     ..FerryOptions::default()
                 };
                 let ferry = Ferry::start(env, &provider, &options)?;
@@ -286,6 +289,15 @@ impl Engine {
             Kind::Ferry { .. } => Some("ferry/"),
             Kind::ApiSyncagent { .. } => Some("api-syncagent/"),
             Kind::Raw => None,
+        }
+    }
+
+    /// The engine's metrics as it serves them (Prometheus text), if it has an endpoint Ferry's
+    /// way: after the cold phase they say where the time went (reconciles, writes, plugins).
+    pub async fn metrics_text(&self) -> Option<String> {
+        match &self.process {
+            Process::Ferry(ferry) => ferry.scrape_text().await.ok(),
+            _ => None,
         }
     }
 

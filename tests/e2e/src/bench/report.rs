@@ -183,6 +183,8 @@ mod tests {
             status_objects: 2,
             rest_seconds: 5,
             restart_seconds: 5,
+            ferry_engine: String::new(),
+            out: std::path::PathBuf::new(),
         }
     }
 

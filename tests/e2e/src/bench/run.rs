@@ -40,6 +40,12 @@ pub struct Plan {
     pub rest_seconds: u64,
     /// After a restart: how long writes are counted.
     pub restart_seconds: u64,
+    /// Keys added to Ferry's `engine:` section, YAML flow style (e.g. `workers: 32`), to
+    /// compare settings; empty: Ferry's defaults.
+    pub ferry_engine: String,
+    /// Where the results (and each engine's metrics after the cold phase) are written.
+    #[serde(skip)]
+    pub out: std::path::PathBuf,
 }
 
 /// What one engine measured.
@@ -99,7 +105,7 @@ pub async fn run(env: &Env, kind: Kind, plan: &Plan) -> Result<Outcome> {
     let admin = KcpAdmin::new(env).await?;
     let suffix = crate::unique_suffix();
     eprintln!("==> {}: {} workspaces", kind.key(), plan.workspaces);
-    let mut engine = Engine::set_up(env, &admin, kind.clone(), plan.workspaces, &suffix).await?;
+    let mut engine = Engine::set_up(env, &admin, kind.clone(), plan, &suffix).await?;
     let result = phases(env, &admin, &mut engine, plan).await;
     engine.stop();
     if let Err(err) = &result {
@@ -184,22 +190,46 @@ async fn measure(
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = engine.pid().map(|pid| sample(pid, samples.clone()));
     let want = plan.objects;
+    // When the first copy showed: what came before is start-up, what came after throughput.
+    let mut first_copy = None;
     wait_for(
         "every copy",
         Duration::from_secs(300 + plan.objects as u64 / 5),
         || {
             let seen = seen.lock().expect("not poisoned");
+            if first_copy.is_none() && seen.copies.iter().any(|c| !c.is_empty()) {
+                first_copy = Some(started.elapsed());
+            }
             seen.copies.iter().all(|c| c.len() >= want)
         },
     )
     .await?;
     let cold = started.elapsed();
+    let first_copy = first_copy.unwrap_or(cold);
+    // The engine's own CPU while it converged: on 2 cores it competes with kcp and the
+    // target for the same CPU.
+    let cold_cpu = {
+        let samples = samples.lock().expect("not poisoned");
+        procstat::usage(&window(&samples, started, Instant::now())).cpu_cores
+    };
     eprintln!(
-        "    cold: {} objects on {} target(s) in {:.1}s",
+        "    cold: {} objects on {} target(s) in {:.1}s (first copy after {:.1}s, then {:.0} objects/s; engine CPU {:.2} cores)",
         plan.objects,
         targets.len(),
-        cold.as_secs_f64()
+        cold.as_secs_f64(),
+        first_copy.as_secs_f64(),
+        plan.objects as f64 / (cold - first_copy).as_secs_f64().max(1e-3),
+        cold_cpu
     );
+    // Where the cold phase's time went, for profiling: the engine's own metrics right after.
+    if let Some(text) = engine.metrics_text().await {
+        let path = plan.out.join(format!("{}-cold-metrics.prom", kind.key()));
+        if let Err(err) =
+            std::fs::create_dir_all(&plan.out).and_then(|()| std::fs::write(&path, text))
+        {
+            eprintln!("    (could not write {}: {err})", path.display());
+        }
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // Churn.

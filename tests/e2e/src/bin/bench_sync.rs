@@ -6,7 +6,8 @@
 //!
 //! Flags: `--engines ferry,ferry-2,api-syncagent,raw` `--objects N` `--workspaces W`
 //! `--rate CHANGES_PER_S` `--churn-seconds S` `--status-objects K` `--rest-seconds S`
-//! `--restart-seconds S` `--agent-command FILE` `--out DIR` `--note TEXT` (repeatable).
+//! `--restart-seconds S` `--ferry-engine 'workers: 32'` (keys added to Ferry's `engine:`
+//! section) `--agent-command FILE` `--out DIR` `--note TEXT` (repeatable).
 
 use std::path::PathBuf;
 
@@ -37,6 +38,8 @@ fn parse_args() -> Result<Args> {
             status_objects: 50,
             rest_seconds: 30,
             restart_seconds: 20,
+            ferry_engine: String::new(),
+            out: PathBuf::from("target/bench"),
         },
         agent_command: None,
         out: PathBuf::from("target/bench"),
@@ -63,8 +66,12 @@ fn parse_args() -> Result<Args> {
             "--status-objects" => args.plan.status_objects = number(value()?)? as usize,
             "--rest-seconds" => args.plan.rest_seconds = number(value()?)?,
             "--restart-seconds" => args.plan.restart_seconds = number(value()?)?,
+            "--ferry-engine" => args.plan.ferry_engine = value()?,
             "--agent-command" => args.agent_command = Some(PathBuf::from(value()?)),
-            "--out" => args.out = PathBuf::from(value()?),
+            "--out" => {
+                args.out = PathBuf::from(value()?);
+                args.plan.out = args.out.clone();
+            }
             "--note" => args.notes.push(value()?),
             other => bail!("unknown flag {other} (see the comment at the top of bench_sync.rs)"),
         }
