@@ -164,8 +164,21 @@ pub fn transform(
     context: &ObjectContext,
     policy: &TransformPolicy,
 ) -> Result<Value, OutputError> {
-    let object = json_object(output)?;
+    transform_object(json_object(output)?, upstream, context, policy)
+}
 
+/// [`transform`] for an output that is already parsed (an encoding other than JSON text, or
+/// an object the host built from the plugin's answer): the same checks, without a parse.
+/// The size limit is the caller's, on the encoded form.
+pub fn transform_object(
+    object: Value,
+    upstream: &Value,
+    context: &ObjectContext,
+    policy: &TransformPolicy,
+) -> Result<Value, OutputError> {
+    if !object.is_object() {
+        return Err(OutputError::NotAnObject);
+    }
     let api_version = required_str(&object, &["apiVersion"], "apiVersion")?;
     let kind = required_str(&object, &["kind"], "kind")?;
     let up_api_version = str_at(upstream, &["apiVersion"]).unwrap_or_default();
@@ -443,6 +456,33 @@ mod tests {
             &TransformPolicy::default(),
         );
         assert!(out.is_ok(), "{out:?}");
+    }
+
+    #[test]
+    fn a_parsed_output_is_checked_like_its_text() {
+        let policy = TransformPolicy::default();
+        let parsed = |ns| serde_json::from_str::<Value>(&output(ns)).expect("json");
+        assert!(
+            transform_object(parsed(Some("ferry-1234")), &upstream(), &context(), &policy).is_ok()
+        );
+        assert!(matches!(
+            transform_object(
+                parsed(Some("kube-system")),
+                &upstream(),
+                &context(),
+                &policy
+            ),
+            Err(OutputError::WrongNamespace { .. })
+        ));
+        assert!(matches!(
+            transform_object(
+                json!(["not", "an", "object"]),
+                &upstream(),
+                &context(),
+                &policy
+            ),
+            Err(OutputError::NotAnObject)
+        ));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 #[allow(dead_code)]
 mod logic;
 
+#[path = "support/encodings.rs"]
+mod encodings;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -212,6 +215,210 @@ fn main() {
     println!();
     host_steps(&object, &context, &origin, iterations);
     boundary_cost(&runtime, &context, &object, &origin, iterations);
+    encoding_cost(&runtime, &context, &object, &origin, iterations);
+}
+
+/// The transform step for one object on 3 targets with each boundary encoding of the probe
+/// fixture, beside native Rust and the engine's v0.2.0 path: what a contract version would
+/// gain by changing how objects cross.
+fn encoding_cost(
+    runtime: &Runtime,
+    context: &ObjectContext,
+    object: &Value,
+    origin: &logic::Origin<'_>,
+    iterations: usize,
+) {
+    let path = match ferry_wasm::testing::component("encoding-probe") {
+        Ok(path) => path,
+        Err(missing) => {
+            eprintln!("{missing}");
+            std::process::exit(1);
+        }
+    };
+    let probe =
+        encodings::Encodings::load(runtime.engine(), &std::fs::read(path).unwrap(), context);
+    let v2 = runtime
+        .load_file(
+            ferry_wasm::testing::component("contract-v0-2-0").unwrap(),
+            PluginOptions::default()
+                .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10)))
+                .memo_capacity(0),
+        )
+        .unwrap();
+    let sdk = runtime
+        .load_file(
+            ferry_wasm::testing::component("default-transform").unwrap(),
+            PluginOptions::default()
+                .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10)))
+                .memo_capacity(0),
+        )
+        .unwrap();
+    // Another build of a transform plugin beside them (e.g. the SDK before a change):
+    // FERRY_BENCH_COMPARE=<path to a .wasm>.
+    let compare = std::env::var_os("FERRY_BENCH_COMPARE").map(|path| {
+        runtime
+            .load_file(
+                path,
+                PluginOptions::default()
+                    .limits(ferry_wasm::Limits::default().deadline(Duration::from_secs(10)))
+                    .memo_capacity(0),
+            )
+            .unwrap()
+    });
+    let targets: Vec<Target> = ["cluster-1", "cluster-2", "cluster-3"]
+        .into_iter()
+        .map(Target::new)
+        .collect();
+    let shared = std::sync::Arc::new(object.clone());
+    let steps: [(&str, encodings::Step); 4] = [
+        ("JSON text (v0.2.0's encoding)", encodings::Encodings::json),
+        ("MessagePack (list<u8>)", encodings::Encodings::msgpack),
+        ("CBOR (list<u8>)", encodings::Encodings::cbor),
+        (
+            "host resource, answered with edits",
+            encodings::Encodings::resource,
+        ),
+    ];
+    // Every encoding must give the native answer before its timing means anything.
+    let native = logic::transform(object.clone(), origin).unwrap();
+    for (name, step) in &steps {
+        for out in step(&probe, object, &shared, targets.len()) {
+            assert_eq!(out, native, "{name} disagrees with native Rust");
+        }
+    }
+
+    let mut rows: Vec<Row<'_>> = vec![
+        (
+            "native Rust on Value, 3 targets (the 1x)",
+            Box::new(|| {
+                for _ in &targets {
+                    black_box(logic::transform(black_box(object).clone(), origin).unwrap());
+                }
+            }),
+        ),
+        (
+            "engine: v0.2.0 transform_all, memo off",
+            Box::new(|| {
+                black_box(
+                    v2.transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "engine: default-transform (SDK), memo off",
+            Box::new(|| {
+                black_box(
+                    sdk.transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ),
+    ];
+    for (name, step) in steps {
+        let (probe, shared, n) = (&probe, &shared, targets.len());
+        rows.push((
+            name,
+            Box::new(move || {
+                black_box(step(probe, black_box(object), shared, n));
+            }),
+        ));
+    }
+    if let Some(other) = &compare {
+        rows.push((
+            "engine: FERRY_BENCH_COMPARE, memo off",
+            Box::new(|| {
+                black_box(
+                    other
+                        .transform_all(context, black_box(object), &targets)
+                        .unwrap(),
+                );
+            }),
+        ));
+    }
+    let rows = measure_interleaved(iterations, rows);
+    println!("Encodings: one object on 3 targets, fresh instance, output checked (probe fixture)");
+    println!();
+    println!(
+        "{:<48} {:>10} {:>10} {:>10} {:>9}",
+        "transform step per object", "p50", "p99", "mean", "x native"
+    );
+    let base = rows[0].1.p50;
+    for (name, s) in &rows {
+        println!(
+            "{:<48} {:>10} {:>10} {:>10} {:>8.2}x",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean),
+            ratio(s.p50, base)
+        );
+    }
+    println!();
+
+    // The host's half of each encoding, alone.
+    let text = serde_json::to_string(object).unwrap();
+    let packed = rmp_serde::to_vec(object).unwrap();
+    let mut cbor = Vec::new();
+    ciborium::into_writer(object, &mut cbor).unwrap();
+    let host = [
+        (
+            "JSON: encode",
+            measure(iterations, || {
+                black_box(serde_json::to_string(black_box(object)).unwrap());
+            }),
+        ),
+        (
+            "JSON: decode into a Value",
+            measure(iterations, || {
+                black_box(serde_json::from_str::<Value>(black_box(&text)).unwrap());
+            }),
+        ),
+        (
+            "MessagePack: encode",
+            measure(iterations, || {
+                black_box(rmp_serde::to_vec(black_box(object)).unwrap());
+            }),
+        ),
+        (
+            "MessagePack: decode into a Value",
+            measure(iterations, || {
+                black_box(rmp_serde::from_slice::<Value>(black_box(&packed)).unwrap());
+            }),
+        ),
+        (
+            "CBOR: encode",
+            measure(iterations, || {
+                let mut out = Vec::with_capacity(4096);
+                ciborium::into_writer(black_box(object), &mut out).unwrap();
+                black_box(out);
+            }),
+        ),
+        (
+            "CBOR: decode into a Value",
+            measure(iterations, || {
+                black_box(ciborium::from_reader::<Value, _>(black_box(cbor.as_slice())).unwrap());
+            }),
+        ),
+    ];
+    println!(
+        "Host side of each encoding ({} bytes JSON, {} MessagePack, {} CBOR)",
+        text.len(),
+        packed.len(),
+        cbor.len()
+    );
+    println!();
+    println!("{:<48} {:>10} {:>10} {:>10}", "step", "p50", "p99", "mean");
+    for (name, s) in &host {
+        println!(
+            "{:<48} {:>10} {:>10} {:>10}",
+            name,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.mean)
+        );
+    }
+    println!();
 }
 
 /// What the host side of one call costs, step by step: where the JSON time goes.

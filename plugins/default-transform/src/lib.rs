@@ -11,7 +11,7 @@
 //! allowExternalIPs: true   # default false
 //! ```
 
-use ferry_plugin_sdk::{Context, Error, Outcome, Plugin, Target, TargetOutcome, Value, export};
+use ferry_plugin_sdk::{Context, Error, Plugin, Target, TargetOutcome, Value, export};
 use serde::Deserialize;
 
 mod logic;
@@ -29,9 +29,9 @@ struct DefaultTransform;
 impl Plugin for DefaultTransform {
     type Config = Option<Config>;
 
-    /// The copy is the same on every target: check and transform once, then hand each
-    /// target its clone. A refused object fails every target at once (it is the object that
-    /// is wrong, not a target).
+    /// The copy is the same on every target: check and transform once, then share it with
+    /// every target (written as JSON once, see docs/plugins.md "Boundary cost"). A refused
+    /// object fails every target at once (it is the object that is wrong, not a target).
     fn transform_all(
         config: &Self::Config,
         context: &Context,
@@ -46,13 +46,7 @@ impl Plugin for DefaultTransform {
             downstream_namespace: &context.downstream_namespace,
         };
         let copy = logic::transform(object.clone(), &origin).map_err(Error::invalid_input)?;
-        Ok(targets
-            .iter()
-            .map(|target| TargetOutcome {
-                target: target.name.clone(),
-                outcome: Outcome::Apply(copy.clone()),
-            })
-            .collect())
+        Ok(TargetOutcome::apply_everywhere(targets, copy))
     }
 }
 

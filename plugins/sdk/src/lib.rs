@@ -233,7 +233,7 @@ impl<A: Adapter> bindings::exports::ferry::sync::transform::Guest for A {
     ) -> Result<Vec<transform::RawTargetOutcome>, PluginError> {
         hook::<A::Plugin, _>(|c| {
             let outcomes = A::Plugin::transform_all(c, &context, &parse(&object)?, &targets)?;
-            Ok(outcomes.into_iter().map(TargetOutcome::into_raw).collect())
+            Ok(transform::into_raw(outcomes))
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Per-target transform outcomes: the SDK's typed form of the WIT `target-outcome`.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use crate::bindings::exports::ferry::sync::transform::{
@@ -15,6 +17,10 @@ pub(crate) type RawTargetOutcome = RawTargetOutcomeType;
 pub enum Outcome {
     /// Apply this object on the target.
     Apply(Value),
+    /// Apply this object, shared with other targets (the same `Rc`): the SDK writes its JSON
+    /// once for all of them, where `Apply` with a clone per target writes it once per target
+    /// (see [`TargetOutcome::apply_everywhere`]).
+    ApplyShared(Rc<Value>),
     /// Leave the target without a copy (an existing copy is removed).
     Skip,
     /// This target cannot be served; the others still are. An existing copy is kept.
@@ -31,21 +37,50 @@ pub struct TargetOutcome {
 }
 
 impl TargetOutcome {
-    /// The WIT form. An object that cannot be written fails only its own target.
-    pub(crate) fn into_raw(self) -> RawTargetOutcome {
-        let outcome = match self.outcome {
-            Outcome::Apply(object) => match render(&object) {
-                Ok(json) => RawOutcome::Apply(json),
-                Err(e) => RawOutcome::Failed(e.into()),
-            },
-            Outcome::Skip => RawOutcome::Skip,
-            Outcome::Failed(e) => RawOutcome::Failed(e.into()),
-        };
-        RawTargetOutcome {
-            target: self.target,
-            outcome,
-        }
+    /// The same object applied on every target, without a copy per target: one
+    /// [`Outcome::ApplyShared`] each, written as JSON once.
+    pub fn apply_everywhere(targets: &[Target], object: Value) -> Vec<TargetOutcome> {
+        let object = Rc::new(object);
+        targets
+            .iter()
+            .map(|target| TargetOutcome {
+                target: target.name.clone(),
+                outcome: Outcome::ApplyShared(Rc::clone(&object)),
+            })
+            .collect()
     }
+}
+
+/// The WIT form of every outcome. A shared object is written once (its text is copied to the
+/// other targets); an object that cannot be written fails only its own targets.
+pub(crate) fn into_raw(outcomes: Vec<TargetOutcome>) -> Vec<RawTargetOutcome> {
+    let mut written: Vec<(Rc<Value>, Result<String, Error>)> = Vec::new();
+    let applied = |rendered: &Result<String, Error>| match rendered {
+        Ok(json) => RawOutcome::Apply(json.clone()),
+        Err(e) => RawOutcome::Failed(e.clone().into()),
+    };
+    outcomes
+        .into_iter()
+        .map(|TargetOutcome { target, outcome }| {
+            let outcome = match outcome {
+                Outcome::Apply(object) => applied(&render(&object)),
+                Outcome::ApplyShared(object) => {
+                    match written.iter().find(|(kept, _)| Rc::ptr_eq(kept, &object)) {
+                        Some((_, rendered)) => applied(rendered),
+                        None => {
+                            let rendered = render(&object);
+                            let outcome = applied(&rendered);
+                            written.push((object, rendered));
+                            outcome
+                        }
+                    }
+                }
+                Outcome::Skip => RawOutcome::Skip,
+                Outcome::Failed(e) => RawOutcome::Failed(e.into()),
+            };
+            RawTargetOutcome { target, outcome }
+        })
+        .collect()
 }
 
 /// Calls `transform` for each target: `Some` applies, `None` skips, an error fails that
@@ -164,26 +199,41 @@ mod tests {
 
     #[test]
     fn outcomes_cross_the_boundary_as_json_text_and_plugin_errors() {
-        let raw = TargetOutcome {
-            target: "a".into(),
-            outcome: Outcome::Apply(json!({"kind": "ConfigMap"})),
-        }
-        .into_raw();
-        assert_eq!(raw.target, "a");
+        let raw = into_raw(vec![
+            TargetOutcome {
+                target: "a".into(),
+                outcome: Outcome::Apply(json!({"kind": "ConfigMap"})),
+            },
+            TargetOutcome {
+                target: "b".into(),
+                outcome: Outcome::Failed(Error::failed("boom")),
+            },
+        ]);
+        assert_eq!(raw[0].target, "a");
         assert_eq!(
-            raw.outcome,
+            raw[0].outcome,
             RawOutcome::Apply(r#"{"kind":"ConfigMap"}"#.into())
         );
-        let raw = TargetOutcome {
-            target: "b".into(),
-            outcome: Outcome::Failed(Error::failed("boom")),
-        }
-        .into_raw();
         assert_eq!(
-            raw.outcome,
+            raw[1].outcome,
             RawOutcome::Failed(crate::bindings::ferry::sync::types::PluginError::Failed(
                 "boom".into()
             ))
         );
+    }
+
+    #[test]
+    fn an_object_applied_everywhere_reaches_every_target_as_the_same_text() {
+        let targets = [target("a"), target("b"), target("c")];
+        let outcomes = TargetOutcome::apply_everywhere(&targets, json!({"kind": "ConfigMap"}));
+        let raw = into_raw(outcomes);
+        let names: Vec<&str> = raw.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        for r in &raw {
+            assert_eq!(
+                r.outcome,
+                RawOutcome::Apply(r#"{"kind":"ConfigMap"}"#.into())
+            );
+        }
     }
 }
