@@ -32,6 +32,8 @@ fn probing(probe: &str) -> Value {
 }
 
 /// What the importer's probe saw: it answers with a `failed` error carrying it.
+// The engine's own error type, returned as the engine returns it.
+#[allow(clippy::result_large_err)]
 fn probe(plugin: &Plugin, probe: &str) -> Result<String, CallError> {
     match plugin.place(&context(), &probing(probe), &targets()) {
         Err(CallError::Plugin { source, .. }) => Ok(source.message),
