@@ -160,7 +160,8 @@ impl Limits {
 /// time, so a default a healthy plugin misses under load would be a bug.
 const LANGUAGE_RUNTIME_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Default memory cap of a guest with a language runtime ([`GuestKind::LanguageRuntime`]).
+/// Default memory cap of a guest with a language runtime ([`GuestKind::LanguageRuntime`]):
+/// about ten times the 9 to 13 MiB the label-placement ports peak at.
 const LANGUAGE_RUNTIME_MEMORY: u64 = 128 * MIB;
 
 /// The limits asked for one plugin: what is `None` takes the default of the guest's kind
