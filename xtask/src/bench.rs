@@ -19,7 +19,8 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum What {
     /// Wasm transform per object (fresh and reused instance) beside the same logic in native
-    /// Rust, with instantiation and compile times.
+    /// Rust, with instantiation and compile times; then a placement's cost per call and
+    /// memory per instance in Rust, Python and JavaScript beside native.
     Plugins {
         /// Calls measured per row.
         #[arg(long, default_value_t = 2000)]
@@ -140,6 +141,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .status()
                 .context("running cargo bench")?;
             ensure!(status.success(), "the plugin benchmark failed ({status})");
+            // Then each language's cost beside Rust's and native; the Python and JavaScript
+            // components come from `cargo xtask languages` (rows are skipped without them).
+            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(repo_root())
+                .args(["bench", "--package", "ferry-wasm", "--bench", "languages"])
+                .env(
+                    "FERRY_BENCH_ITERATIONS",
+                    (iterations / 4).max(50).to_string(),
+                )
+                .status()
+                .context("running cargo bench")?;
+            ensure!(
+                status.success(),
+                "the languages benchmark failed ({status})"
+            );
             Ok(())
         }
         What::Sync(args) => sync(args),

@@ -8,6 +8,7 @@ mod chaos;
 mod env;
 mod gobuild;
 mod kwok;
+mod languages;
 mod paths;
 mod pki;
 mod plugins;
@@ -34,6 +35,10 @@ enum Command {
     },
     /// Build the Wasm plugins (first-party and test fixtures) into components.
     Plugins(plugins::Args),
+    /// The plugin loop in every language through the `ferry` CLI: the Python and JavaScript
+    /// ports of label-placement pass its golden cases, and `ferry plugin new/build/test`
+    /// passes for Python, JavaScript and Rust in a temporary folder.
+    Languages,
     /// Run a benchmark and print its table (`cargo xtask bench plugins`).
     Bench(bench::Args),
     /// Lint, bring the environment up if needed, run every test, bring it down again.
@@ -64,6 +69,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env { action } => env::run(action),
         Command::Plugins(args) => plugins::run(args),
+        Command::Languages => languages::run(),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::Lint => test::lint(),

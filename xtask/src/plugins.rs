@@ -187,8 +187,8 @@ fn build_other_languages(
     };
     for dir in dirs {
         let name = file_name(dir);
-        // Only when named: their components cannot run until the runtime grants WASI
-        // deterministically (docs/plugins.md), and each costs minutes to build.
+        // Only when named: each needs python3 or node and costs a minute or more to build.
+        // `cargo xtask languages` builds and tests them through the `ferry` CLI.
         if !names.contains(&name) {
             continue;
         }

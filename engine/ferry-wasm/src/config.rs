@@ -82,6 +82,20 @@ impl RuntimeConfig {
     }
 }
 
+/// What kind of guest a component is, which sets its default [`Limits`]: told by its
+/// imports when it is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKind {
+    /// Imports nothing but the contract: compiled code with no language runtime inside,
+    /// such as every Rust plugin (kilobytes of memory, microseconds per call).
+    Compact,
+    /// Imports WASI: carries a language runtime (CPython from componentize-py,
+    /// SpiderMonkey from componentize-js), with tens of megabytes of memory and
+    /// milliseconds per call. The component does not say which language it is, so both
+    /// share defaults sized for the larger of the two (docs/plugins.md, "Measured costs").
+    LanguageRuntime,
+}
+
 /// Limits of one plugin, applied to every call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -112,6 +126,19 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The default limits of a kind of guest: [`Limits::default`] for compact guests; for
+    /// language runtimes a deadline and a memory cap sized from their measured cost.
+    #[must_use]
+    pub fn for_guest(kind: GuestKind) -> Self {
+        match kind {
+            GuestKind::Compact => Self::default(),
+            GuestKind::LanguageRuntime => Self {
+                deadline: LANGUAGE_RUNTIME_DEADLINE,
+                memory: LANGUAGE_RUNTIME_MEMORY,
+            },
+        }
+    }
+
     /// Sets [`Limits::deadline`].
     #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {
@@ -127,6 +154,62 @@ impl Limits {
     }
 }
 
+/// Default deadline of a guest with a language runtime ([`GuestKind::LanguageRuntime`]).
+/// A `label-placement-python` call ran past 1 s of wall time on the shared 2-core machine at
+/// load average 40 (docs/plugins.md, "Measured costs per language"); the deadline is wall
+/// time, so a default a healthy plugin misses under load would be a bug.
+const LANGUAGE_RUNTIME_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Default memory cap of a guest with a language runtime ([`GuestKind::LanguageRuntime`]):
+/// about ten times the 9 to 13 MiB the label-placement ports peak at.
+const LANGUAGE_RUNTIME_MEMORY: u64 = 128 * MIB;
+
+/// The limits asked for one plugin: what is `None` takes the default of the guest's kind
+/// ([`Limits::for_guest`]), known once the component is loaded. A [`Limits`] converts into
+/// overrides of both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    /// The deadline of every call, if not the default.
+    pub deadline: Option<Duration>,
+    /// The memory cap of every instance in bytes, if not the default.
+    pub memory: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// Sets [`LimitOverrides::deadline`].
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets [`LimitOverrides::memory`].
+    #[must_use]
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory = Some(bytes);
+        self
+    }
+
+    /// The limits of a guest of `kind`: these overrides over its defaults.
+    #[must_use]
+    pub fn resolve(self, kind: GuestKind) -> Limits {
+        let defaults = Limits::for_guest(kind);
+        Limits {
+            deadline: self.deadline.unwrap_or(defaults.deadline),
+            memory: self.memory.unwrap_or(defaults.memory),
+        }
+    }
+}
+
+impl From<Limits> for LimitOverrides {
+    fn from(limits: Limits) -> Self {
+        Self {
+            deadline: Some(limits.deadline),
+            memory: Some(limits.memory),
+        }
+    }
+}
+
 /// How to load one plugin.
 #[derive(Clone, Debug)]
 pub struct PluginOptions {
@@ -134,8 +217,8 @@ pub struct PluginOptions {
     pub name: Option<String>,
     /// Configuration passed to the plugin's `configure` hook as JSON (`null` for none).
     pub config: serde_json::Value,
-    /// Limits of every call.
-    pub limits: Limits,
+    /// Limits of every call; those not set take the default of the guest's kind.
+    pub limits: LimitOverrides,
     /// What transform output may change beyond the defaults.
     pub transform_policy: TransformPolicy,
     /// Told about every hook call (metrics, `ferry plugin run`). An answer taken from the
@@ -158,7 +241,7 @@ impl Default for PluginOptions {
         Self {
             name: None,
             config: serde_json::Value::Null,
-            limits: Limits::default(),
+            limits: LimitOverrides::default(),
             transform_policy: TransformPolicy::default(),
             observer: None,
             memo_capacity: 1024,
@@ -181,10 +264,10 @@ impl PluginOptions {
         self
     }
 
-    /// Sets [`PluginOptions::limits`].
+    /// Sets [`PluginOptions::limits`]: a [`Limits`] sets both, [`LimitOverrides`] those it has.
     #[must_use]
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+    pub fn limits(mut self, limits: impl Into<LimitOverrides>) -> Self {
+        self.limits = limits.into();
         self
     }
 

@@ -1,18 +1,16 @@
 //! What a component must look like to be a Ferry plugin, checked from its type alone
-//! (before anything is instantiated), and the deny-all stubs for imports the host does not
-//! grant.
+//! (before anything is instantiated), and the marker error of a denied host function.
 
 use std::collections::BTreeSet;
 
 use ferry_core::Hook;
 use wasmtime::Engine;
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, Linker, ResourceType};
+use wasmtime::component::Component;
 
 use crate::error::LoadError;
 use crate::versions::{self, Contract};
 
-/// Marker error returned by every stubbed import. Calls are classified by downcasting to
+/// Marker error returned by every denied host function (the clock waits of `wasi.rs`). Calls are classified by downcasting to
 /// this type, never by reading the message.
 #[derive(Debug, thiserror::Error)]
 #[error("import {import} is not granted to plugins")]
@@ -90,71 +88,10 @@ fn supported() -> String {
 }
 
 /// Splits `ferry:sync/<interface>@<version>` into interface and version.
-fn ferry_interface(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn ferry_interface(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix(versions::PACKAGE)?.strip_prefix('/')?;
     Some(rest.split_once('@').unwrap_or((rest, "")))
 }
-
-/// Defines every import of `component` that the linker does not already provide as a stub
-/// that fails with [`CapabilityDenied`]. This is how a component built for wasm32-wasip2
-/// (which imports WASI interfaces for its standard library) still loads: the imports exist,
-/// but using one fails the call. Resources get an opaque host type that no stub ever hands
-/// out.
-pub(crate) fn deny_other_imports<T: 'static>(
-    linker: &mut Linker<T>,
-    component: &Component,
-    engine: &Engine,
-) -> wasmtime::Result<()> {
-    for (name, item) in component.component_type().imports(engine) {
-        if ferry_interface(name).is_some() {
-            continue;
-        }
-        match item.ty {
-            ComponentItem::ComponentInstance(instance) => {
-                let mut scope = linker.instance(name)?;
-                for (export, item) in instance.exports(engine) {
-                    match item.ty {
-                        ComponentItem::ComponentFunc(_) => {
-                            let import = format!("{name}#{export}");
-                            scope.func_new(export, move |_, _, _, _| {
-                                Err(wasmtime::Error::new(CapabilityDenied {
-                                    import: import.clone(),
-                                }))
-                            })?;
-                        }
-                        ComponentItem::Resource(_) => {
-                            scope.resource(
-                                export,
-                                ResourceType::host::<Denied>(),
-                                |_, _| Ok(()),
-                            )?;
-                        }
-                        // Types, modules and nested instances need no definition to link.
-                        _ => {}
-                    }
-                }
-            }
-            ComponentItem::ComponentFunc(_) => {
-                let import = name.to_owned();
-                linker.root().func_new(name, move |_, _, _, _| {
-                    Err(wasmtime::Error::new(CapabilityDenied {
-                        import: import.clone(),
-                    }))
-                })?;
-            }
-            ComponentItem::Resource(_) => {
-                linker
-                    .root()
-                    .resource(name, ResourceType::host::<Denied>(), |_, _| Ok(()))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Host type behind every denied resource; never instantiated.
-struct Denied;
 
 #[cfg(test)]
 mod tests {

@@ -66,6 +66,17 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
+    /// The component imports something the host does not grant: anything but the
+    /// `ferry:sync` contract and the deterministic WASI 0.2 packages (docs/plugins.md).
+    #[error(
+        "plugin {plugin} imports {import}, which Ferry does not grant (only ferry:sync and deterministic wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random and wasi:sockets 0.2)"
+    )]
+    ImportNotGranted {
+        /// Plugin name.
+        plugin: String,
+        /// The import, e.g. `wasi:http/outgoing-handler@0.2.0`.
+        import: String,
+    },
     /// Linking the component against the host failed.
     #[error("plugin {plugin} cannot be linked")]
     Link {

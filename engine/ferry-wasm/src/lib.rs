@@ -15,8 +15,10 @@
 //! - every call gets a fresh `Store` and instance from an `InstancePre` and the pooling
 //!   allocator, so nothing leaks between calls and a trapped instance is never reused;
 //! - every call has an epoch deadline and every instance a memory cap ([`Limits`]);
-//! - the only import granted is structured logging; any other import (e.g. WASI) is linked
-//!   to a stub that fails the call ([`CallError::CapabilityDenied`]);
+//! - the imports granted are structured logging and, for guests whose language runtime needs
+//!   it, WASI 0.2 answered with constants (fixed clocks, seeded random numbers, no files,
+//!   sockets or environment; `wasi`); a component importing anything else is refused at load
+//!   ([`LoadError::ImportNotGranted`]);
 //! - the contract version is read from the component's type before instantiation and picks
 //!   the bindings of that version (`versions`); other versions are refused;
 //! - output is validated ([`ferry_core::validate`]) before a caller sees it;
@@ -38,8 +40,11 @@ mod runtime;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod versions;
+mod wasi;
 
-pub use config::{CallObserver, CallReport, Limits, PluginOptions, RuntimeConfig};
+pub use config::{
+    CallObserver, CallReport, GuestKind, LimitOverrides, Limits, PluginOptions, RuntimeConfig,
+};
 pub use error::{CallError, ErrorKind, LoadError};
 pub use plugin::{Plugin, TargetResult};
 pub use reuse::ReusedInstance;

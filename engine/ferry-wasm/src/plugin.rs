@@ -18,6 +18,7 @@ use crate::error::{CallError, ErrorKind, LoadError};
 use crate::memo::{Key, Memo, PluginSeed};
 use crate::runtime::Runtime;
 use crate::versions::{Guest, HookResult, RawOutcome};
+use crate::wasi::WasiSlot;
 
 /// One target's transform result: the object to apply, `None` to leave the target without a
 /// copy, or why this target alone failed.
@@ -80,7 +81,10 @@ impl Plugin {
         options: PluginOptions,
     ) -> Result<Self, LoadError> {
         let engine = &runtime.shared.engine;
-        let limits = options.limits;
+        // Limits not set take the defaults of the guest's kind (Rust, or a language runtime).
+        let limits = options
+            .limits
+            .resolve(crate::wasi::guest_kind(&component, engine));
         let max = runtime.shared.config.max_memory_per_instance;
         if limits.memory > max || limits.memory == 0 {
             return Err(LoadError::InvalidLimits {
@@ -108,7 +112,10 @@ impl Plugin {
         };
         let mut linker: Linker<CallState> = Linker::new(engine);
         (shape.contract.link)(&mut linker).map_err(link)?;
-        contract::deny_other_imports(&mut linker, &component, engine).map_err(link)?;
+        // Anything else the component imports is deterministic WASI, or it is refused here.
+        crate::wasi::link_imports(&name, &mut linker, &component, engine, |import| {
+            contract::ferry_interface(import).is_some()
+        })?;
         let pre = linker.instantiate_pre(&component).map_err(link)?;
         let guest = (shape.contract.load)(&pre);
 
@@ -580,6 +587,7 @@ impl Plugin {
                     exceeded: false,
                 },
                 log: LogSink::new(&self.inner.name, hook),
+                wasi: WasiSlot::default(),
             },
         );
         store.limiter(|s| &mut s.cap);
@@ -741,6 +749,8 @@ struct Usage {
 pub(crate) struct CallState {
     cap: MemoryCap,
     pub(crate) log: crate::log::LogSink,
+    /// Deterministic WASI, built when the guest first calls it (`wasi.rs`).
+    pub(crate) wasi: WasiSlot,
 }
 
 use crate::log::LogSink;

@@ -154,20 +154,6 @@ fn output_in_another_namespace_is_refused() {
 }
 
 #[test]
-fn a_component_importing_wasi_loads_but_every_wasi_call_is_denied() {
-    let runtime = runtime();
-    let plugin = load(&runtime, "wasi-importer", Limits::default());
-    assert!(plugin.exports(Hook::Place));
-    assert!(!plugin.exports(Hook::Transform));
-
-    let result = plugin.place(&context(), &deployment(), &targets());
-    assert!(
-        matches!(&result, Err(CallError::CapabilityDenied { import, .. }) if import.starts_with("wasi:")),
-        "{result:?}"
-    );
-}
-
-#[test]
 fn a_hook_the_component_does_not_export_is_a_typed_error() {
     let runtime = runtime();
     let plugin = load(&runtime, "wasi-importer", Limits::default());
