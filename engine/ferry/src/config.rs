@@ -164,10 +164,11 @@ pub struct PluginRef {
     /// Passed to the plugin's `configure` hook.
     #[serde(default)]
     pub config: serde_json::Value,
-    /// Per-call deadline in milliseconds (default 250).
+    /// Per-call deadline in milliseconds (default 250; 5000 for a component that imports
+    /// WASI, i.e. carries a Python or JavaScript runtime).
     #[serde(default)]
     pub deadline_ms: Option<u64>,
-    /// Memory cap in MiB (default 64).
+    /// Memory cap in MiB (default 64; 128 for a component that imports WASI).
     #[serde(default)]
     pub memory_mib: Option<u64>,
     /// Golden cases (the folder `ferry plugin test` runs) every component must pass before

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_core::{Hook, Target};
-use ferry_wasm::{CallReport, ErrorKind, Limits, LoadError, PluginOptions};
+use ferry_wasm::{CallReport, ErrorKind, LimitOverrides, Limits, LoadError, PluginOptions};
 use serde_json::Value;
 
 use super::input::{self, Overrides};
@@ -42,10 +42,11 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Yaml)]
     output: Output,
-    /// Per-call deadline in milliseconds (the engine's default is 250).
+    /// Per-call deadline in milliseconds (default 250 for Rust plugins, more for Python and
+    /// JavaScript ones; see docs/plugins.md).
     #[arg(long)]
     deadline_ms: Option<u64>,
-    /// Memory cap in MiB (the engine's default is 64).
+    /// Memory cap in MiB (default 64 for Rust plugins, more for Python and JavaScript ones).
     #[arg(long)]
     memory_mib: Option<u64>,
 }
@@ -95,7 +96,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         HookArg::Dependencies => Hook::Dependencies,
     };
 
-    let mut limits = Limits::default();
+    // What is not given takes the default of the guest's kind (Rust, or a language runtime).
+    let mut limits = LimitOverrides::default();
     if let Some(ms) = args.deadline_ms {
         limits = limits.deadline(Duration::from_millis(ms));
     }
@@ -163,13 +165,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             };
             print!("{text}");
             if let Some(report) = report {
-                eprintln!("{}", report.line(hook, limits));
+                eprintln!("{}", report.line(hook, plugin.limits()));
             }
             Ok(())
         }
         Err(e) => {
             if let Some(report) = report {
-                eprintln!("{}", report.line(hook, limits));
+                eprintln!("{}", report.line(hook, plugin.limits()));
             }
             Err(Failure::plugin(format!("{} ({})", one_line(&e), e.kind())).into())
         }

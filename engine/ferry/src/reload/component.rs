@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferry_core::Hook;
 use ferry_sync::metrics::Metrics;
 use ferry_wasm::cases::{self, Case};
-use ferry_wasm::{CallReport, Limits, LoadError, Plugin, PluginOptions, Runtime};
+use ferry_wasm::{CallReport, LimitOverrides, LoadError, Plugin, PluginOptions, Runtime};
 
 use crate::config::{self, PluginRef};
 
@@ -67,8 +67,8 @@ pub struct Reference {
     pub path: PathBuf,
     /// Passed to `configure`.
     pub config: serde_json::Value,
-    /// Limits of every call.
-    pub limits: Limits,
+    /// Limits of every call; those not configured take the default of the guest's kind.
+    pub limits: LimitOverrides,
     /// Golden cases every component must pass, if configured.
     pub cases: Option<PathBuf>,
 }
@@ -107,8 +107,8 @@ pub fn references(loaded: &config::Loaded) -> Vec<Reference> {
     out
 }
 
-fn limits(reference: &PluginRef) -> Limits {
-    let mut limits = Limits::default();
+fn limits(reference: &PluginRef) -> LimitOverrides {
+    let mut limits = LimitOverrides::default();
     if let Some(ms) = reference.deadline_ms {
         limits = limits.deadline(Duration::from_millis(ms));
     }
@@ -223,5 +223,32 @@ fn call_observer(metrics: Arc<Metrics>) -> impl Fn(&CallReport<'_>) + Send + Syn
             call.elapsed,
             call.peak_memory,
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn reference(yaml: &str) -> PluginRef {
+        serde_yaml::from_str(yaml).expect("a plugin reference")
+    }
+
+    #[test]
+    fn only_configured_limits_override_the_guests_kind_defaults() {
+        // Nothing configured: the component's kind decides (a Python or JavaScript
+        // component gets its runtime's larger defaults, not Rust's 250 ms and 64 MiB).
+        assert_eq!(
+            limits(&reference("plugin: label-placement")),
+            LimitOverrides::default()
+        );
+        let both = limits(&reference(
+            "plugin: label-placement\ndeadlineMs: 900\nmemoryMib: 32",
+        ));
+        assert_eq!(both.deadline, Some(Duration::from_millis(900)));
+        assert_eq!(both.memory, Some(32 * 1024 * 1024));
+        let one = limits(&reference("plugin: label-placement\nmemoryMib: 256"));
+        assert_eq!(one.deadline, None);
+        assert_eq!(one.memory, Some(256 * 1024 * 1024));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ferry_core::{ObjectContext, Target};
 use ferry_sync::PluginChain;
 use ferry_sync::metrics::Metrics;
-use ferry_wasm::{Limits, Runtime, RuntimeConfig};
+use ferry_wasm::{LimitOverrides, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
 use super::component::{Reference, Slot};
@@ -29,7 +29,7 @@ fn reference(slot: Slot, path: &Path, config: Value, cases: Option<PathBuf>) -> 
         plugin: "placement-under-test".into(),
         path: path.to_path_buf(),
         config,
-        limits: Limits::default(),
+        limits: LimitOverrides::default(),
         cases,
     }
 }
