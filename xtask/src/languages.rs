@@ -1,6 +1,5 @@
 //! `cargo xtask languages`: the plugin loop in every language, through the `ferry` CLI exactly
-//! as a platform team runs it. Meant as a step of `cargo xtask test` once it has run green
-//! on CI's machines (not wired in yet).
+//! as a platform team runs it. A step of `cargo xtask test` (`--no-languages` skips it).
 //!
 //! 1. The Python and JavaScript ports of `label-placement` are built with `ferry plugin
 //!    build` into the components folder and pass the Rust plugin's golden cases with `ferry

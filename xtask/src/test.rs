@@ -24,6 +24,11 @@ pub struct Args {
     /// a successful run.
     #[arg(long)]
     no_shards: bool,
+    /// Skip the plugin loop in every language (`cargo xtask languages`: the Python and
+    /// JavaScript ports against the golden cases, `ferry plugin new/build/test` for Python,
+    /// JavaScript and Rust). CI never skips it.
+    #[arg(long)]
+    no_languages: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -40,6 +45,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Components first: the runtime's tests and golden cases load them.
     crate::plugins::run(crate::plugins::Args::with_guest_tests())?;
+    // Before the environment: it needs no servers, and a platform team's first steps
+    // (`ferry plugin new`, `build`, `test`) must work in every language from a clean clone.
+    if !args.no_languages {
+        crate::languages::run()?;
+    }
     let was_running = env_running();
     let env = env::up()?;
     let mut result = cargo_test(&env.dir, &args.cargo_args);
