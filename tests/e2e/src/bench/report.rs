@@ -45,6 +45,35 @@ impl Machine {
             notes,
         }
     }
+
+    /// One line for the terminal: what the figures were measured on, and how busy it was.
+    pub fn summary(&self) -> String {
+        format!(
+            "machine: {} CPUs ({}), {:.1} GiB; load average {} at the start, {} at the end",
+            self.cpus, self.cpu_model, self.memory_gib, self.load_start, self.load_end
+        )
+    }
+}
+
+/// Writes a benchmark's `<name>.json` (`document`) and `<name>.md` (`table`) into `dir`, and
+/// prints the table, the machine and where the files are.
+pub fn write_outputs(
+    dir: &Path,
+    name: &str,
+    document: &Value,
+    table: &str,
+    machine: &Machine,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(document)?,
+    )?;
+    std::fs::write(dir.join(format!("{name}.md")), table)?;
+    println!("{table}");
+    println!("{}", machine.summary());
+    println!("written: {}/{name}.json, {name}.md", dir.display());
+    Ok(())
 }
 
 /// `/proc/loadavg`'s first three fields.

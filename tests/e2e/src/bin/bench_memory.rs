@@ -96,19 +96,8 @@ async fn bench() -> Result<()> {
     let load_start = report::load_average();
     let points = memory::run(&env, &args.plan).await?;
     let machine = Machine::describe(load_start, args.notes.clone());
-    std::fs::create_dir_all(&args.out)?;
     let table = memory::markdown(&points);
     let document = json!({ "plan": args.plan, "machine": machine, "points": points });
-    std::fs::write(
-        args.out.join("memory.json"),
-        serde_json::to_string_pretty(&document)?,
-    )?;
-    std::fs::write(args.out.join("memory.md"), &table)?;
-    println!("{table}");
-    println!(
-        "machine: {} CPUs ({}), {:.1} GiB; load average {} at the start, {} at the end",
-        machine.cpus, machine.cpu_model, machine.memory_gib, machine.load_start, machine.load_end
-    );
-    println!("written: {}/memory.json, memory.md", args.out.display());
+    report::write_outputs(&args.out, "memory", &document, &table, &machine)?;
     Ok(())
 }

@@ -85,19 +85,8 @@ async fn bench() -> Result<()> {
     let load_start = report::load_average();
     let result = replicas::run(&env, &args.plan).await?;
     let machine = Machine::describe(load_start, args.notes.clone());
-    std::fs::create_dir_all(&args.out)?;
     let table = replicas::markdown(&result);
     let document = json!({ "plan": args.plan, "machine": machine, "result": result });
-    std::fs::write(
-        args.out.join("replicas.json"),
-        serde_json::to_string_pretty(&document)?,
-    )?;
-    std::fs::write(args.out.join("replicas.md"), &table)?;
-    println!("{table}");
-    println!(
-        "machine: {} CPUs ({}), {:.1} GiB; load average {} at the start, {} at the end",
-        machine.cpus, machine.cpu_model, machine.memory_gib, machine.load_start, machine.load_end
-    );
-    println!("written: {}/replicas.json, replicas.md", args.out.display());
+    report::write_outputs(&args.out, "replicas", &document, &table, &machine)?;
     Ok(())
 }

@@ -127,10 +127,7 @@ async fn bench() -> Result<()> {
     let machine = Machine::describe(load_start, args.notes.clone());
     report::write(&args.out, &args.plan, &machine, &outcomes)?;
     println!("{}", report::markdown(&args.plan, &outcomes));
-    println!(
-        "machine: {} CPUs ({}), {:.1} GiB; load average {} at the start, {} at the end",
-        machine.cpus, machine.cpu_model, machine.memory_gib, machine.load_start, machine.load_end
-    );
+    println!("{}", machine.summary());
     println!(
         "written: {}/sync.json, sync.md, sync.png",
         args.out.display()
