@@ -384,34 +384,28 @@ impl DownstreamStore {
 
     /// Every copy that records `key` as its origin.
     pub fn copies_of(&self, key: &UpstreamKey) -> Vec<(CopyRef, Arc<DynamicObject>)> {
-        let inner = read(&self.inner);
-        inner
-            .by_origin
-            .get(key)
-            .into_iter()
-            .flatten()
-            .filter_map(|at| {
-                inner
-                    .objects
-                    .get(at)
-                    .map(|(o, _)| (at.clone(), Arc::new(o.object())))
-            })
-            .collect()
+        self.map_copies_of(key, |at, copy| (at.clone(), Arc::new(copy.object())))
     }
 
     /// Where the copies of `key` are, each with whether it is being deleted, without
     /// reading them back.
     pub fn copy_places(&self, key: &UpstreamKey) -> Vec<(CopyRef, bool)> {
+        self.map_copies_of(key, |at, copy| (at.clone(), copy.deleting()))
+    }
+
+    /// `each` over the copies that record `key` as their origin, under one read lock.
+    fn map_copies_of<T>(
+        &self,
+        key: &UpstreamKey,
+        each: impl Fn(&CopyRef, &CompactObject) -> T,
+    ) -> Vec<T> {
         let inner = read(&self.inner);
         inner
             .by_origin
             .get(key)
             .into_iter()
             .flatten()
-            .filter_map(|at| {
-                let (copy, _) = inner.objects.get(at)?;
-                Some((at.clone(), copy.deleting()))
-            })
+            .filter_map(|at| inner.objects.get(at).map(|(copy, _)| each(at, copy)))
             .collect()
     }
 
