@@ -337,24 +337,10 @@ fn encoding_cost(
         ));
     }
     let rows = measure_interleaved(iterations, rows);
-    println!("Encodings: one object on 3 targets, fresh instance, output checked (probe fixture)");
-    println!();
-    println!(
-        "{:<48} {:>10} {:>10} {:>10} {:>9}",
-        "transform step per object", "p50", "p99", "mean", "x native"
+    print_table(
+        "Encodings: one object on 3 targets, fresh instance, output checked (probe fixture)",
+        &rows,
     );
-    let base = rows[0].1.p50;
-    for (name, s) in &rows {
-        println!(
-            "{:<48} {:>10} {:>10} {:>10} {:>8.2}x",
-            name,
-            fmt(s.p50),
-            fmt(s.p99),
-            fmt(s.mean),
-            ratio(s.p50, base)
-        );
-    }
-    println!();
 
     // The host's half of each encoding, alone.
     let text = serde_json::to_string(object).unwrap();
@@ -622,14 +608,22 @@ fn boundary_cost(
         ),
     ];
     let rows = measure_interleaved(iterations, rows);
-    println!("Boundary cost: one object on 3 targets (same transformation in both fixtures)");
+    print_table(
+        "Boundary cost: one object on 3 targets (same transformation in both fixtures)",
+        &rows,
+    );
+}
+
+/// Prints measured rows under `title`, each as a ratio of the first row's p50.
+fn print_table(title: &str, rows: &[(&str, Stats)]) {
+    println!("{title}");
     println!();
     println!(
         "{:<48} {:>10} {:>10} {:>10} {:>9}",
         "transform step per object", "p50", "p99", "mean", "x native"
     );
     let base = rows[0].1.p50;
-    for (name, s) in &rows {
+    for (name, s) in rows {
         println!(
             "{:<48} {:>10} {:>10} {:>10} {:>8.2}x",
             name,
