@@ -13,6 +13,8 @@
 //! scenario with six tenants and several processes is the expensive part.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -265,17 +267,21 @@ async fn identity_of(ferry: &Ferry) -> Result<String> {
 }
 
 /// A task that keeps changing every tenant's `web-a` (an annotation, each round) until the
-/// returned sender is dropped; it returns how many rounds it made.
+/// returned sender is dropped; it returns how many rounds it made. The counter says how
+/// many rounds it has written so far.
 fn churn(
     s: &Scenario,
 ) -> Result<(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<u64>,
+    Arc<AtomicU64>,
 )> {
     let apis: Vec<Api<DynamicObject>> = (0..s.tenants.len())
         .map(|i| s.tenant_deployments(i))
         .collect::<Result<_>>()?;
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
     let task = tokio::spawn(async move {
         let mut round = 0u64;
         loop {
@@ -286,13 +292,14 @@ fn churn(
                     .patch("web-a", &PatchParams::default(), &Patch::Merge(&patch))
                     .await;
             }
+            counter.store(round, Ordering::SeqCst);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(700)) => {}
                 _ = &mut stopped => return round,
             }
         }
     });
-    Ok((stop, task))
+    Ok((stop, task, written))
 }
 
 #[tokio::test]
@@ -364,7 +371,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
         .cloned()
         .context("members")?;
     let victims: Vec<usize> = (0..TENANTS).filter(|&i| owners[i] == victim).collect();
-    let (stop, churned) = churn(s)?;
+    let (stop, churned, written) = churn(s)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let killed = Instant::now();
     if identity(&s.ferry)? == victim {
@@ -416,6 +423,18 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
     // its own: nothing is written twice while the killed replica's share moves.
     let since_survivors = Timestamp::now();
     metrics_show_the_share(&survivors, s, &members).await?;
+    // The churn must write within the window measured below: a round written before
+    // `since_survivors` and copied by then leaves nothing to attribute (CI saw that once on
+    // a fast machine, where the last round fell just before the window opened).
+    {
+        let from = written.load(Ordering::SeqCst);
+        eventually(
+            "two churn rounds after the survivors settled",
+            Duration::from_secs(60),
+            || async { Ok((written.load(Ordering::SeqCst) >= from + 2).then_some(())) },
+        )
+        .await?;
+    }
     for (f, before) in survivors.iter().zip(&handovers_before) {
         let after = handovers(f).await?;
         ensure!(
@@ -447,7 +466,7 @@ async fn phases(env: &Env, s: &mut Scenario, others: &mut Vec<Ferry>) -> Result<
     // stopped (SIGTERM: it leaves at once) and another started.
     let mut newcomer = None;
     let mut offsets = Vec::new();
-    let (stop, churned) = churn(s)?;
+    let (stop, churned, _) = churn(s)?;
     let creator = {
         let apis: Vec<Api<DynamicObject>> = (0..TENANTS)
             .map(|i| s.tenant_deployments(i))
