@@ -84,8 +84,9 @@ pub fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> Result<&'a Va
     }
 }
 
-/// Serialises applies of `deploy/target/` by tests running in parallel (two first applies
-/// at once would race to create the same objects).
+/// Serialises applies of `deploy/target/` (or of a file in it) by tests running in
+/// parallel: two first applies at once race to create the same objects, and kubectl's
+/// client-side apply then fails with `AlreadyExists`.
 static TARGET_APPLY: Mutex<()> = Mutex::new(());
 
 /// Applies `deploy/target/` to every cluster of the environment as its admin (idempotent).
@@ -93,20 +94,28 @@ pub fn apply_target_manifests(env: &Env) -> Result<()> {
     let _guard = TARGET_APPLY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = manifests("target");
     for cluster in CLUSTERS {
-        let kubeconfig = env.cluster_kubeconfig(cluster);
-        run_kubectl(
-            env,
-            &[
-                "--kubeconfig",
-                &kubeconfig.to_string_lossy(),
-                "apply",
-                "-k",
-                &dir.to_string_lossy(),
-            ],
-        )
-        .with_context(|| format!("applying deploy/target to {cluster}"))?;
+        kubectl_apply(env, cluster, &["-k", &dir.to_string_lossy()])
+            .with_context(|| format!("applying deploy/target to {cluster}"))?;
     }
     Ok(())
+}
+
+/// Applies one file of `deploy/target/` (e.g. `identity.yaml`) to `cluster` as its admin,
+/// serialised with [`apply_target_manifests`].
+pub fn apply_target_file(env: &Env, cluster: &str, file: &str) -> Result<()> {
+    let _guard = TARGET_APPLY.lock().unwrap_or_else(|e| e.into_inner());
+    let path = manifests("target").join(file);
+    kubectl_apply(env, cluster, &["-f", &path.to_string_lossy()])
+        .with_context(|| format!("applying deploy/target/{file} to {cluster}"))?;
+    Ok(())
+}
+
+fn kubectl_apply(env: &Env, cluster: &str, what: &[&str]) -> Result<Output> {
+    let kubeconfig = env.cluster_kubeconfig(cluster);
+    let kubeconfig = kubeconfig.to_string_lossy();
+    let mut args = vec!["--kubeconfig", &kubeconfig, "apply"];
+    args.extend_from_slice(what);
+    run_kubectl(env, &args)
 }
 
 /// A kubeconfig for `cluster` that authenticates as `namespace/account` with a one-hour

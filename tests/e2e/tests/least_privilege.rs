@@ -123,16 +123,7 @@ async fn the_operator_manifests_render_hardened_and_pass_a_server_dry_run() -> R
     // it (labelled restricted): every object is accepted, and Pod Security has nothing to
     // warn about the Deployment's Pods.
     let cluster = env.cluster_kubeconfig("cluster-1");
-    deploy::run_kubectl(
-        &env,
-        &[
-            "--kubeconfig",
-            &cluster.to_string_lossy(),
-            "apply",
-            "-f",
-            &deploy::manifests("target/identity.yaml").to_string_lossy(),
-        ],
-    )?;
+    deploy::apply_target_file(&env, "cluster-1", "identity.yaml")?;
     let output = deploy::run_kubectl(
         &env,
         &[
