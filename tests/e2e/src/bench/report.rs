@@ -125,6 +125,22 @@ pub fn markdown(plan: &Plan, outcomes: &[Outcome]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
+        // No change or status measured (an engine that copied nothing in time): no figure,
+        // rather than a latency of 0.
+        let latency = |v: f64| {
+            if o.latencies_ms.is_empty() {
+                "–".into()
+            } else {
+                ms(v)
+            }
+        };
+        let status = |v: f64| {
+            if o.status_objects == o.status_not_arrived {
+                "–".into()
+            } else {
+                ms(v)
+            }
+        };
         let vs_floor = floor.map_or("–".into(), |f| {
             format!("{:.2}x", o.objects_per_s / f.objects_per_s.max(1e-9))
         });
@@ -132,13 +148,13 @@ pub fn markdown(plan: &Plan, outcomes: &[Outcome]) -> String {
             "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} ({}) | {} / {} / {} | {} | {} | {} → {} |\n",
             o.engine,
             o.targets,
-            ms(o.p50_ms),
-            ms(o.p99_ms),
-            ms(o.max_ms),
+            latency(o.p50_ms),
+            latency(o.p99_ms),
+            latency(o.max_ms),
             o.changes_not_arrived,
             o.changes,
-            ms(o.status_p50_ms),
-            ms(o.status_p99_ms),
+            status(o.status_p50_ms),
+            status(o.status_p99_ms),
             super::cold::figure(o.converged, o.copies, plan.objects, o.cold_seconds),
             vs_floor,
             opt(o.rss_mib, 0),
@@ -186,6 +202,7 @@ mod tests {
             status_p50_ms: 30.0,
             status_p99_ms: 90.0,
             status_max_ms: 95.0,
+            status_objects: 2,
             status_not_arrived: 0,
             objects_per_s,
             cold_seconds: 1.0,
@@ -273,6 +290,16 @@ mod tests {
         // Its other phases' figures are in the same row.
         assert!(
             table.contains("| api-syncagent | 1 | 12 ms | 80 ms |"),
+            "{table}"
+        );
+        // One that copied nothing in time has no latency to show.
+        let mut none = outcome("api-syncagent", 0.0);
+        (none.converged, none.copies, none.changes) = (false, 0, 0);
+        none.latencies_ms.clear();
+        none.status_objects = 0;
+        let table = markdown(&plan(), &[none]);
+        assert!(
+            table.contains("| api-syncagent | 1 | – | – | – | 0 of 0 | – | – |"),
             "{table}"
         );
         let machine = Machine::describe(load_average(), vec![]);

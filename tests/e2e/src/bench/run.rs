@@ -67,6 +67,8 @@ pub struct Outcome {
     pub status_p50_ms: f64,
     pub status_p99_ms: f64,
     pub status_max_ms: f64,
+    /// Objects scaled for the status latency, and how many never showed it upstream.
+    pub status_objects: usize,
     pub status_not_arrived: usize,
     /// Cold convergence: upstream objects with every copy in place, per second, from start
     /// (if the engine did not converge: the copies it made within the limit, per second).
@@ -365,6 +367,7 @@ async fn measure(
         status_p50_ms: status.p50_ms,
         status_p99_ms: status.p99_ms,
         status_max_ms: status.max_ms,
+        status_objects: count,
         status_not_arrived,
         objects_per_s: cold::rate(copied.len(), cold),
         cold_seconds: cold.as_secs_f64(),
