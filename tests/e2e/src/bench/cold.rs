@@ -65,7 +65,7 @@ mod tests {
         let mut got: Vec<u32> = everywhere(&[one.clone(), two]).into_iter().collect();
         got.sort_unstable();
         assert_eq!(got, [2, 3]);
-        assert_eq!(everywhere(&[one.clone()]), one);
+        assert_eq!(everywhere(std::slice::from_ref(&one)), one);
         assert!(everywhere::<u32>(&[]).is_empty());
     }
 
