@@ -122,6 +122,11 @@ struct SyncArgs {
     /// How long writes are counted after a restart.
     #[arg(long, default_value_t = 20)]
     restart_seconds: u64,
+    /// How long an engine may take to copy every object (default: 120 s plus 0.25 s per
+    /// object). One that has not by then is measured on the objects it copied, and its cold
+    /// figure says how far it got.
+    #[arg(long)]
+    cold_limit_seconds: Option<u64>,
     /// A note printed with the results (e.g. what else ran on the machine). Repeatable.
     #[arg(long)]
     note: Vec<String>,
@@ -288,6 +293,9 @@ fn sync(args: SyncArgs) -> anyhow::Result<()> {
                 two-line status fix of its upstream PR #177 applied (v0.7.0 itself never \
                 writes a Deployment's status back)",
         ]);
+    if let Some(limit) = args.cold_limit_seconds {
+        bench.args(["--cold-limit-seconds", &limit.to_string()]);
+    }
     for note in &args.note {
         bench.args(["--note", note]);
     }

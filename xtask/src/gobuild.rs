@@ -308,23 +308,10 @@ impl Bundle {
 impl LocalCopy {
     fn prepare(&self, module: &Path) -> Result<()> {
         let spec = format!("{}@{}", self.module, self.version);
-        // Run outside the wrapper module: its go.mod points at the copy we are about to make.
-        let out = go_command(&std::env::temp_dir())
-            .env("GOFLAGS", "-mod=mod")
-            .args(["mod", "download", "-json", &spec])
-            .output()
-            .context("running `go mod download`")?;
-        let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("`go mod download {spec}` printed no JSON"))?;
-        let Some(source) = info.get("Dir").and_then(|d| d.as_str()) else {
-            bail!(
-                "could not download {spec} from the Go module proxy: {}",
-                info["Error"]
-            );
-        };
+        let source = module_source(self.module, self.version)?;
         let dest = module.join(self.dir);
         let _ = std::fs::remove_dir_all(&dest);
-        copy_tree(Path::new(source), &dest)?;
+        copy_tree(&source, &dest)?;
         for (from, to) in self.add {
             std::fs::copy(module.join(from), dest.join(to))
                 .with_context(|| format!("adding {from} to the copy of {spec}"))?;
@@ -355,6 +342,27 @@ impl Edit {
         eprintln!("    patched {} in {spec}: {}", self.file, self.why);
         Ok(())
     }
+}
+
+/// The directory of `module` at `version` in Go's module cache (downloaded from the module
+/// proxy if it is not there yet).
+pub fn module_source(module: &str, version: &str) -> Result<PathBuf> {
+    let spec = format!("{module}@{version}");
+    // Run outside any wrapper module: their go.mod files point at local copies.
+    let out = go_command(&std::env::temp_dir())
+        .env("GOFLAGS", "-mod=mod")
+        .args(["mod", "download", "-json", &spec])
+        .output()
+        .context("running `go mod download`")?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("`go mod download {spec}` printed no JSON"))?;
+    let Some(source) = info.get("Dir").and_then(|d| d.as_str()) else {
+        bail!(
+            "could not download {spec} from the Go module proxy: {}",
+            info["Error"]
+        );
+    };
+    Ok(PathBuf::from(source))
 }
 
 /// Copies a directory tree; files come out writable (the module cache's are read-only).

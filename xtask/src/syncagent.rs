@@ -263,9 +263,11 @@ fn workspace_kubeconfig(text: &str, path: &str) -> Result<String> {
 /// On the target: the PublishedResource CRD, the agent's namespace and the PublishedResource
 /// for Deployments.
 fn prepare_target(cluster: &Path, work: &Path) -> Result<()> {
-    let crd = crate::paths::repo_root()
-        .join(API_SYNCAGENT.module_dir)
-        .join("_syncagent/deploy/crd/kcp.io/syncagent.kcp.io_publishedresources.yaml");
+    // From the module itself: the wrapper module's copy exists only where the agent was built,
+    // and the binary may come from the cache.
+    let crd =
+        crate::gobuild::module_source("github.com/kcp-dev/api-syncagent", API_SYNCAGENT.version)?
+            .join("deploy/crd/kcp.io/syncagent.kcp.io_publishedresources.yaml");
     kubectl(
         cluster,
         &["apply", "--server-side", "-f", &crd.to_string_lossy()],

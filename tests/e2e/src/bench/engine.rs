@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::run::Plan;
 use crate::ferry::{self, Ferry, FerryOptions};
@@ -130,6 +131,9 @@ impl Engine {
                 let text = std::fs::read_to_string(command)
                     .with_context(|| format!("reading {}", command.display()))?;
                 let command: AgentCommand = serde_json::from_str(&text)?;
+                // The agent serves every consumer of its export: those of an interrupted
+                // run must be gone before it starts.
+                super::leftovers::remove_stale(admin, &format!("bench-{key}-")).await?;
                 let mut tenants = Vec::new();
                 for i in 0..workspaces {
                     let name = format!("bench-{key}-{i}-{suffix}");
@@ -301,6 +305,14 @@ impl Engine {
         }
     }
 
+    /// The namespace on the target where api-syncagent keeps its state (`None` for the others).
+    pub fn agent_state_namespace(&self) -> Option<String> {
+        match &self.process {
+            Process::Agent { command, .. } => flag(&command.args, "--namespace"),
+            _ => None,
+        }
+    }
+
     /// The engine's log, for a failed run.
     pub fn log(&self) -> String {
         match &self.process {
@@ -335,21 +347,34 @@ pub async fn ferry_tenants(
 }
 
 /// A consumer workspace `root:<name>` of api-syncagent's `export` in workspace `provider`, with
-/// namespace `demo`, serving Deployments.
+/// namespace `demo`, serving Deployments. Its APIBinding accepts every permission claim of the
+/// export (the agent claims Events, to report what it did on each object), as a tenant
+/// following the agent's documentation does.
 pub async fn agent_consumer(
     admin: &KcpAdmin,
     provider: &str,
     export: &str,
     name: &str,
 ) -> Result<Workspace> {
+    let exports: Api<DynamicObject> = Api::all_with(
+        admin.workspace(provider)?,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apis.kcp.io", "v1alpha2", "APIExport"),
+            "apiexports",
+        ),
+    );
+    let claims = exports
+        .get(export)
+        .await
+        .with_context(|| format!("reading APIExport {export} in {provider}"))?
+        .data
+        .pointer("/spec/permissionClaims")
+        .cloned()
+        .unwrap_or(Value::Null);
     let tenant = admin.create_workspace("root", name).await?;
     let client = admin.workspace(&tenant.path)?;
-    let binding = format!(
-        "apiVersion: apis.kcp.io/v1alpha2\nkind: APIBinding\nmetadata:\n  name: {export}\nspec:\n  \
-         reference:\n    export:\n      path: {path}\n      name: {export}\n",
-        path = provider,
-    );
-    kcp::apply_manifest(&client, &binding).await?;
+    let binding = agent_binding(provider, export, &claims);
+    kcp::apply_manifest(&client, &serde_yaml::to_string(&binding)?).await?;
     kcp::apply_manifest(
         &client,
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n",
@@ -370,6 +395,31 @@ pub async fn agent_consumer(
     )
     .await?;
     Ok(tenant)
+}
+
+/// The APIBinding of api-syncagent's `export` in `provider` that accepts every claim of
+/// `claims` (the export's `spec.permissionClaims`, v1alpha2) for every object.
+fn agent_binding(provider: &str, export: &str, claims: &Value) -> Value {
+    let accepted: Vec<Value> = claims
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|claim| {
+            let mut accepted = claim.clone();
+            accepted["selector"] = json!({"matchAll": true});
+            accepted["state"] = "Accepted".into();
+            accepted
+        })
+        .collect();
+    json!({
+        "apiVersion": "apis.kcp.io/v1alpha2",
+        "kind": "APIBinding",
+        "metadata": {"name": export},
+        "spec": {
+            "reference": {"export": {"path": provider, "name": export}},
+            "permissionClaims": accepted,
+        },
+    })
 }
 
 /// The value of `--name=value` in `args`.
@@ -450,6 +500,32 @@ rest_client_requests_total{code=\"200\",host=\"127.0.0.1:2\",method=\"PUT\"} 9
         assert!(!agent_syncing(starting));
         assert!(agent_syncing(ready));
         assert!(!agent_syncing(""));
+    }
+
+    #[test]
+    fn the_agent_binding_accepts_every_claim_of_the_export() {
+        let claims = json!([
+            {"group": "", "resource": "events", "verbs": ["*"]},
+            {"group": "", "resource": "namespaces", "verbs": ["get"], "identityHash": "h"},
+        ]);
+        let binding = agent_binding("root:api-syncagent", "api-syncagent", &claims);
+        assert_eq!(
+            binding["spec"]["reference"]["export"]["path"],
+            "root:api-syncagent"
+        );
+        let accepted = binding["spec"]["permissionClaims"]
+            .as_array()
+            .expect("a list");
+        assert_eq!(accepted.len(), 2);
+        assert_eq!(accepted[0]["resource"], "events");
+        assert_eq!(accepted[0]["verbs"], json!(["*"]));
+        assert_eq!(accepted[1]["identityHash"], "h");
+        for claim in accepted {
+            assert_eq!(claim["state"], "Accepted");
+            assert_eq!(claim["selector"], json!({"matchAll": true}));
+        }
+        let none = agent_binding("root:p", "e", &Value::Null);
+        assert_eq!(none["spec"]["permissionClaims"], json!([]));
     }
 
     #[test]

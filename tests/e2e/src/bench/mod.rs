@@ -4,7 +4,9 @@
 //! bench replicas`: convergence with 1, 2 and 3 replicas sharing the work
 //! (docs/benchmarks/replicas.md).
 
+pub mod cold;
 pub mod engine;
+pub mod leftovers;
 pub mod memory;
 pub mod plot;
 pub mod procstat;

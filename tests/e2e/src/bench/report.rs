@@ -125,21 +125,37 @@ pub fn markdown(plan: &Plan, outcomes: &[Outcome]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
+        // No change or status measured (an engine that copied nothing in time): no figure,
+        // rather than a latency of 0.
+        let latency = |v: f64| {
+            if o.latencies_ms.is_empty() {
+                "–".into()
+            } else {
+                ms(v)
+            }
+        };
+        let status = |v: f64| {
+            if o.status_objects == o.status_not_arrived {
+                "–".into()
+            } else {
+                ms(v)
+            }
+        };
         let vs_floor = floor.map_or("–".into(), |f| {
             format!("{:.2}x", o.objects_per_s / f.objects_per_s.max(1e-9))
         });
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} | {} | {} ({}) | {} / {} / {} | {} | {} | {} → {} |\n",
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} ({}) | {} / {} / {} | {} | {} | {} → {} |\n",
             o.engine,
             o.targets,
-            ms(o.p50_ms),
-            ms(o.p99_ms),
-            ms(o.max_ms),
+            latency(o.p50_ms),
+            latency(o.p99_ms),
+            latency(o.max_ms),
             o.changes_not_arrived,
             o.changes,
-            ms(o.status_p50_ms),
-            ms(o.status_p99_ms),
-            o.objects_per_s,
+            status(o.status_p50_ms),
+            status(o.status_p99_ms),
+            super::cold::figure(o.converged, o.copies, plan.objects, o.cold_seconds),
             vs_floor,
             opt(o.rss_mib, 0),
             opt(o.rss_peak_mib, 0),
@@ -186,9 +202,12 @@ mod tests {
             status_p50_ms: 30.0,
             status_p99_ms: 90.0,
             status_max_ms: 95.0,
+            status_objects: 2,
             status_not_arrived: 0,
             objects_per_s,
             cold_seconds: 1.0,
+            converged: true,
+            copies: 10,
             rss_mib: Some(40.0),
             rss_peak_mib: Some(60.0),
             cpu_rest_cores: Some(0.01),
@@ -212,6 +231,7 @@ mod tests {
             status_objects: 2,
             rest_seconds: 5,
             restart_seconds: 5,
+            cold_limit_seconds: 60,
             ferry_engine: String::new(),
             out: std::path::PathBuf::new(),
         }
@@ -254,5 +274,38 @@ mod tests {
         );
         assert!(table.contains("| 0.50x |"), "{table}");
         assert!(table.contains("| 1.00x |"), "{table}");
+    }
+
+    #[test]
+    fn an_engine_that_did_not_converge_has_a_row_saying_how_far_it_got() {
+        let mut slow = outcome("api-syncagent", 0.5);
+        slow.converged = false;
+        slow.copies = 4;
+        slow.cold_seconds = 8.0;
+        let table = markdown(&plan(), &[slow, outcome("raw-floor", 100.0)]);
+        assert!(
+            table.contains("| did not converge: 4 of 10 copies in 8 s (0.5/s) | 0.01x |"),
+            "{table}"
+        );
+        // Its other phases' figures are in the same row.
+        assert!(
+            table.contains("| api-syncagent | 1 | 12 ms | 80 ms |"),
+            "{table}"
+        );
+        // One that copied nothing in time has no latency to show.
+        let mut none = outcome("api-syncagent", 0.0);
+        (none.converged, none.copies, none.changes) = (false, 0, 0);
+        none.latencies_ms.clear();
+        none.status_objects = 0;
+        let table = markdown(&plan(), &[none]);
+        assert!(
+            table.contains("| api-syncagent | 1 | – | – | – | 0 of 0 | – | – |"),
+            "{table}"
+        );
+        let machine = Machine::describe(load_average(), vec![]);
+        let mut slow = outcome("api-syncagent", 0.5);
+        slow.converged = false;
+        let value = json(&plan(), &machine, &[slow]).expect("serialises");
+        assert_eq!(value["engines"]["api-syncagent"]["converged"], false);
     }
 }

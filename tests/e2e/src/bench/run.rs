@@ -12,7 +12,9 @@ use kube::runtime::watcher;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::cold;
 use super::engine::{self, Engine, Kind};
+use super::leftovers;
 use super::procstat::{self, Usage};
 use super::stats::{self, Summary};
 use super::tracker::{Propagation, StatusLatency};
@@ -40,6 +42,9 @@ pub struct Plan {
     pub rest_seconds: u64,
     /// After a restart: how long writes are counted.
     pub restart_seconds: u64,
+    /// How long the cold phase may take; an engine that has not copied every object by then
+    /// goes on to the other phases with the objects it copied.
+    pub cold_limit_seconds: u64,
     /// Keys added to Ferry's `engine:` section, YAML flow style (e.g. `workers: 32`), to
     /// compare settings; empty: Ferry's defaults.
     pub ferry_engine: String,
@@ -62,10 +67,17 @@ pub struct Outcome {
     pub status_p50_ms: f64,
     pub status_p99_ms: f64,
     pub status_max_ms: f64,
+    /// Objects scaled for the status latency, and how many never showed it upstream.
+    pub status_objects: usize,
     pub status_not_arrived: usize,
-    /// Cold convergence: upstream objects with every copy in place, per second, from start.
+    /// Cold convergence: upstream objects with every copy in place, per second, from start
+    /// (if the engine did not converge: the copies it made within the limit, per second).
     pub objects_per_s: f64,
     pub cold_seconds: f64,
+    /// Whether every object had every copy within the limit, and how many did: the churn,
+    /// status, rest and restart phases run on those.
+    pub converged: bool,
+    pub copies: usize,
     /// Memory at rest (mean) and peak over the whole run, MiB (`null` for the floor, which
     /// runs inside the benchmark).
     pub rss_mib: Option<f64>,
@@ -118,11 +130,19 @@ pub async fn run(env: &Env, kind: Kind, plan: &Plan) -> Result<Outcome> {
         );
     }
     remove_copies(env, &engine).await;
-    // An engine keeps serving the consumers of a previous run (api-syncagent does, under the
-    // same agent name): each run leaves none behind.
-    for tenant in &engine.tenants {
-        if let Some(name) = tenant.path.strip_prefix("root:") {
-            let _ = admin.delete_workspace("root", name).await;
+    // Nothing of this run may slow the next engine's (api-syncagent, under the same agent
+    // name, would otherwise go on serving these consumers).
+    leftovers::remove_tenants(&admin, &engine.tenants).await;
+    if let Some(namespace) = engine.agent_state_namespace() {
+        let clusters: Vec<String> = engine
+            .tenants
+            .iter()
+            .map(|t| t.logical_cluster.clone())
+            .collect();
+        if let Ok(target) = env.cluster_client(kind.targets()[0]).await
+            && let Err(err) = leftovers::remove_agent_state(target, &namespace, &clusters).await
+        {
+            eprintln!("    (could not remove api-syncagent's state: {err:#})");
         }
     }
     result
@@ -190,22 +210,36 @@ async fn measure(
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = engine.pid().map(|pid| sample(pid, samples.clone()));
     let want = plan.objects;
+    let limit = Duration::from_secs(plan.cold_limit_seconds);
     // When the first copy showed: what came before is start-up, what came after throughput.
     let mut first_copy = None;
-    wait_for(
-        "every copy",
-        Duration::from_secs(300 + plan.objects as u64 / 5),
-        || {
-            let seen = seen.lock().expect("not poisoned");
-            if first_copy.is_none() && seen.copies.iter().any(|c| !c.is_empty()) {
-                first_copy = Some(started.elapsed());
-            }
-            seen.copies.iter().all(|c| c.len() >= want)
-        },
-    )
-    .await?;
+    let converged = wait_for("every copy", limit, || {
+        let seen = seen.lock().expect("not poisoned");
+        if first_copy.is_none() && seen.copies.iter().any(|c| !c.is_empty()) {
+            first_copy = Some(started.elapsed());
+        }
+        seen.copies.iter().all(|c| c.len() >= want)
+    })
+    .await
+    .is_ok();
     let cold = started.elapsed();
     let first_copy = first_copy.unwrap_or(cold);
+    // The objects the next phases measure: those with every copy (all of them, unless the
+    // engine did not converge), in the order of `keys`.
+    let copied: Vec<Key> = {
+        let everywhere = cold::everywhere(&seen.lock().expect("not poisoned").copies);
+        keys.iter()
+            .filter(|k| everywhere.contains(k))
+            .copied()
+            .collect()
+    };
+    if !converged {
+        eprintln!(
+            "    cold: {}; the next phases measure those {} objects",
+            cold::figure(false, copied.len(), want, cold.as_secs_f64()),
+            copied.len()
+        );
+    }
     // The engine's own CPU while it converged: on 2 cores it competes with kcp and the
     // target for the same CPU.
     let cold_cpu = {
@@ -214,11 +248,11 @@ async fn measure(
     };
     eprintln!(
         "    cold: {} objects on {} target(s) in {:.1}s (first copy after {:.1}s, then {:.0} objects/s; engine CPU {:.2} cores)",
-        plan.objects,
+        copied.len(),
         targets.len(),
         cold.as_secs_f64(),
         first_copy.as_secs_f64(),
-        plan.objects as f64 / (cold - first_copy).as_secs_f64().max(1e-3),
+        cold::rate(copied.len(), cold.saturating_sub(first_copy)),
         cold_cpu
     );
     // Where the cold phase's time went, for profiling: the engine's own metrics right after.
@@ -234,7 +268,7 @@ async fn measure(
 
     // Churn.
     let churn_started = Instant::now();
-    let changes = churn(upstream, keys, plan, seen).await;
+    let changes = churn(upstream, &copied, plan, seen).await;
     let churn_ended = Instant::now();
     let _ = wait_for(
         "every change on every copy",
@@ -256,7 +290,7 @@ async fn measure(
     );
 
     // Status.
-    let status_keys: Vec<Key> = keys.iter().take(plan.status_objects).copied().collect();
+    let status_keys: Vec<Key> = copied.iter().take(plan.status_objects).copied().collect();
     seen.lock().expect("not poisoned").status_keys = status_keys.iter().copied().collect();
     scale(upstream, &status_keys, 1).await?;
     let count = status_keys.len();
@@ -333,9 +367,12 @@ async fn measure(
         status_p50_ms: status.p50_ms,
         status_p99_ms: status.p99_ms,
         status_max_ms: status.max_ms,
+        status_objects: count,
         status_not_arrived,
-        objects_per_s: plan.objects as f64 / cold.as_secs_f64(),
+        objects_per_s: cold::rate(copied.len(), cold),
         cold_seconds: cold.as_secs_f64(),
+        converged,
+        copies: copied.len(),
         rss_mib: some(rest.rss_mib),
         rss_peak_mib: some(all.rss_peak_mib),
         cpu_rest_cores: some(rest.cpu_cores),
@@ -439,14 +476,18 @@ async fn create_namespaces(env: &Env, namespaces: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Makes `rate` changes a second for the plan's duration, round robin over `keys`; each sets
-/// `spec.minReadySeconds` to its sequence number. Returns how many were made.
+/// Makes `rate` changes a second for the plan's duration, round robin over `keys` (none if
+/// there are no keys); each sets `spec.minReadySeconds` to its sequence number. Returns how
+/// many were made.
 async fn churn(
     upstream: &[Api<DynamicObject>],
     keys: &[Key],
     plan: &Plan,
     seen: &Arc<Mutex<Seen>>,
 ) -> usize {
+    if keys.is_empty() {
+        return 0;
+    }
     let total = ((plan.rate * plan.churn_seconds as f64) as usize).min(MAX_MARKER as usize);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

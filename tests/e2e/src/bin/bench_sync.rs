@@ -6,13 +6,16 @@
 //!
 //! Flags: `--engines ferry,ferry-2,api-syncagent,raw` `--objects N` `--workspaces W`
 //! `--rate CHANGES_PER_S` `--churn-seconds S` `--status-objects K` `--rest-seconds S`
-//! `--restart-seconds S` `--ferry-engine 'workers: 32'` (keys added to Ferry's `engine:`
-//! section) `--agent-command FILE` `--out DIR` `--note TEXT` (repeatable).
+//! `--restart-seconds S` `--cold-limit-seconds S` (default: 120 plus 0.25 per object; an engine
+//! not converged by then goes on with the objects it copied) `--ferry-engine 'workers: 32'`
+//! (keys added to Ferry's `engine:` section) `--agent-command FILE` `--out DIR` `--note TEXT`
+//! (repeatable).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use ferry_e2e::Env;
+use ferry_e2e::bench::cold;
 use ferry_e2e::bench::engine::Kind;
 use ferry_e2e::bench::report::{self, Machine};
 use ferry_e2e::bench::run::{self, Plan};
@@ -38,6 +41,7 @@ fn parse_args() -> Result<Args> {
             status_objects: 50,
             rest_seconds: 30,
             restart_seconds: 20,
+            cold_limit_seconds: 0,
             ferry_engine: String::new(),
             out: PathBuf::from("target/bench"),
         },
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Args> {
         out: PathBuf::from("target/bench"),
         notes: Vec::new(),
     };
+    let mut cold_limit = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -66,6 +71,7 @@ fn parse_args() -> Result<Args> {
             "--status-objects" => args.plan.status_objects = number(value()?)? as usize,
             "--rest-seconds" => args.plan.rest_seconds = number(value()?)?,
             "--restart-seconds" => args.plan.restart_seconds = number(value()?)?,
+            "--cold-limit-seconds" => cold_limit = Some(number(value()?)?),
             "--ferry-engine" => args.plan.ferry_engine = value()?,
             "--agent-command" => args.agent_command = Some(PathBuf::from(value()?)),
             "--out" => {
@@ -83,6 +89,11 @@ fn parse_args() -> Result<Args> {
         bail!("--status-objects must be at most 75: each target's simulated nodes hold 150 Pods");
     }
     args.plan.status_objects = args.plan.status_objects.min(args.plan.objects);
+    args.plan.cold_limit_seconds =
+        cold_limit.unwrap_or_else(|| cold::default_limit(args.plan.objects).as_secs());
+    if args.plan.cold_limit_seconds == 0 {
+        bail!("--cold-limit-seconds must be positive");
+    }
     Ok(args)
 }
 
