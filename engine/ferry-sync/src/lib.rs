@@ -584,6 +584,7 @@ async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, gate: Ar
                 Outcome::Done
             }
             Ok(Next::Wait) => Outcome::Backoff,
+            Ok(Next::Again) => Outcome::After(Duration::ZERO),
             // A plugin is deterministic: retrying the same input on a timer repeats the same
             // failure. The object's next change (or the periodic resync) tries again.
             Err(SyncError::Plugin(hook)) if !hook.transient => Outcome::Done,

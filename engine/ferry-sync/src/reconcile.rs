@@ -70,6 +70,27 @@ enum Precondition<'a> {
     Uid(&'a str),
 }
 
+/// What carrying out part of a plan left to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    /// Something is still in progress: look again with backoff ([`Next::Wait`]).
+    waiting: bool,
+    /// A write's answer held a copy's status the plan did not see ([`Next::Again`]).
+    status_news: bool,
+}
+
+impl Progress {
+    const WAITING: Progress = Progress {
+        waiting: true,
+        status_news: false,
+    };
+
+    fn merge(&mut self, other: Progress) {
+        self.waiting |= other.waiting;
+        self.status_news |= other.status_news;
+    }
+}
+
 /// What to do after a reconcile that did not fail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -78,6 +99,11 @@ pub enum Next {
     /// Something is in progress (copies being deleted, a target's first list): look again
     /// with backoff. A normal state, not an error.
     Wait,
+    /// Done, but a write's answer brought news the plan did not see (a copy's status, as the
+    /// target's API server filled it in on create or update): reconcile again at once. The
+    /// watch event of that version is an echo and reconciles nothing, so without this the
+    /// news would wait for the copy's next change or the resync.
+    Again,
 }
 
 /// Clients for kcp virtual-workspace URLs: one per URL (each shard's virtual workspace),
@@ -343,12 +369,16 @@ impl ResourceSync {
         let outcome = match &result {
             Ok(Next::Done) => "ok",
             Ok(Next::Wait) => "waiting",
+            Ok(Next::Again) => "again",
             Err(_) => "error",
         };
         self.metrics
             .reconciled(&self.name, outcome, started.elapsed());
         let finished = matches!(result, Ok(Next::Done));
-        if finished && let Some(latency) = self.propagation.settle(key, started, true) {
+        // `Again`: the copies are written; only the status has more to do.
+        if matches!(result, Ok(Next::Done | Next::Again))
+            && let Some(latency) = self.propagation.settle(key, started, true)
+        {
             self.metrics.propagated(&self.name, latency);
         }
         if let Some(latency) = self.status_lag.settle(key, started, finished) {
@@ -406,7 +436,7 @@ impl ResourceSync {
                 });
             }
         }
-        let mut wait = false;
+        let mut progress = Progress::default();
         if plan.finalizer == FinalizerPlan::Add
             && let Some(upstream) = upstream
         {
@@ -439,7 +469,7 @@ impl ResourceSync {
         let (copies, status) = futures::future::join(futures::future::join_all(work), status).await;
         for result in copies {
             match result {
-                Ok(waiting) => wait |= waiting,
+                Ok(target) => progress.merge(target),
                 Err(err) => errors.push(err),
             }
         }
@@ -455,19 +485,20 @@ impl ResourceSync {
             FinalizerPlan::Release if errors.is_empty() => {
                 if let Some(upstream) = upstream {
                     match self.release_finalizer(key, upstream).await {
-                        Ok(released) => wait |= !released,
+                        Ok(released) => progress.waiting |= !released,
                         Err(err) => errors.push(err),
                     }
                 }
             }
             FinalizerPlan::Hold(reason) => {
                 tracing::debug!(%reason, "finalizer held");
-                wait = true;
+                progress.waiting = true;
             }
             _ => {}
         }
         match errors.len() {
-            0 if wait => Ok(Next::Wait),
+            0 if progress.waiting => Ok(Next::Wait),
+            0 if progress.status_news => Ok(Next::Again),
             0 => Ok(Next::Done),
             1 => Err(errors.remove(0)),
             _ => Err(SyncError::Several(errors)),
@@ -475,20 +506,21 @@ impl ResourceSync {
     }
 
     /// One target's share of a plan, in order. Returns whether something is still in
-    /// progress there.
+    /// progress there, and whether an answer brought a status the plan did not see.
     async fn execute_target(
         &self,
         key: &UpstreamKey,
         target: &TargetCluster,
         copies: Vec<&CopyPlan>,
-    ) -> Result<bool, SyncError> {
-        let mut waiting = false;
+    ) -> Result<Progress, SyncError> {
+        let mut progress = Progress::default();
         for copy in copies {
             match &copy.action {
                 CopyAction::Create { body } => {
-                    waiting |= self
-                        .apply(key, target, copy, body, Precondition::Absent)
-                        .await?;
+                    progress.merge(
+                        self.apply(key, target, copy, body, Precondition::Absent)
+                            .await?,
+                    );
                 }
                 CopyAction::Update {
                     body,
@@ -500,19 +532,20 @@ impl ResourceSync {
                         fields = %changes.fields().join(", "),
                         "copy differs from the desired state"
                     );
-                    waiting |= self
-                        .apply(key, target, copy, body, Precondition::Uid(live_uid))
-                        .await?;
+                    progress.merge(
+                        self.apply(key, target, copy, body, Precondition::Uid(live_uid))
+                            .await?,
+                    );
                 }
                 CopyAction::Delete { uid, reason } => {
                     tracing::info!(target = %copy.target, ?reason, "deleting copy");
                     self.delete_copy(key, target, copy, uid).await?;
                 }
-                CopyAction::AwaitGone => waiting = true,
+                CopyAction::AwaitGone => progress.waiting = true,
                 // Looked at again soon (and at once when the dependency's copy arrives).
                 CopyAction::AwaitDependency { dependencies } => {
                     tracing::debug!(target = %copy.target, waiting_for = %dependencies.join(", "), "create waits for its dependencies");
-                    waiting = true;
+                    progress.waiting = true;
                 }
                 // The namespace is verified once per process even when the copy needs no
                 // write (one read; a write only if it lacks the Pod Security level), so a
@@ -527,12 +560,12 @@ impl ResourceSync {
                 | CopyAction::Held { .. } => {}
             }
         }
-        Ok(waiting)
+        Ok(progress)
     }
 
     /// Server-side apply of `body`, conditional on `precondition` (see the module docs).
     /// Returns whether to look again (the name turned out to hold Ferry's own copy, not yet
-    /// seen, or nothing any more).
+    /// seen, or nothing any more), and whether the answer's status is news.
     async fn apply(
         &self,
         key: &UpstreamKey,
@@ -540,10 +573,10 @@ impl ResourceSync {
         copy: &CopyPlan,
         body: &Value,
         precondition: Precondition<'_>,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<Progress, SyncError> {
         if !self.ensure_namespace(target, &copy.namespace, key).await? {
             // Being deleted: the copy goes into the namespace created anew once it is gone.
-            return Ok(true);
+            return Ok(Progress::WAITING);
         }
         let mut body = body.clone();
         match precondition {
@@ -571,9 +604,19 @@ impl ResourceSync {
                 self.metrics.downstream_write(&copy.target, "apply");
                 self.propagation.acted(key);
                 tracing::info!(target = %copy.target, "applied");
-                self.downstream
-                    .apply(target.name(), crate::with_types(&self.api, applied));
-                Ok(false)
+                let applied = crate::with_types(&self.api, applied);
+                // The status this reconcile wrote upstream was aggregated from the copies as
+                // the plan saw them; an answer with another status (a Service's, filled in
+                // at create) is news that no watch event will bring: that event is an echo.
+                let status_news = self.downstream.status_is_news(target.name(), &applied);
+                if status_news {
+                    self.status_lag.started(key);
+                }
+                self.downstream.apply(target.name(), applied);
+                Ok(Progress {
+                    waiting: false,
+                    status_news,
+                })
             }
             Err(err) if is_conflict(&err) => {
                 // The name holds another object than the one planned for. Find out whose.
@@ -587,7 +630,7 @@ impl ResourceSync {
                         // Ferry's own copy, not yet in the store: take it in and plan again.
                         self.downstream
                             .apply(target.name(), crate::with_types(&self.api, found));
-                        Ok(true)
+                        Ok(Progress::WAITING)
                     }
                     Some(_) => Err(SyncError::Collision {
                         target: copy.target.clone(),
@@ -597,7 +640,7 @@ impl ResourceSync {
                         reason: "exists and is not this object's copy".into(),
                     }),
                     // Deleted meanwhile: the next round creates it.
-                    None => Ok(true),
+                    None => Ok(Progress::WAITING),
                 }
             }
             // The namespace is being deleted (Ferry collected it a moment ago, when it held no
@@ -605,7 +648,7 @@ impl ResourceSync {
             Err(err) if namespace_cleanup::is_terminating(&err) => {
                 tracing::info!(resource = %self.name, object = %key, target = %copy.target, namespace = %copy.namespace, "namespace is being deleted; the copy waits for it to go");
                 target.remember_namespace(&copy.namespace, false);
-                Ok(true)
+                Ok(Progress::WAITING)
             }
             Err(err) => {
                 if is_not_found(&err) {

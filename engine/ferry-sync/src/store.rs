@@ -462,6 +462,19 @@ impl DownstreamStore {
             .is_none_or(|(stored, _)| stored.status().as_ref() != object.data.get("status"))
     }
 
+    /// Whether taking `object` (a write's answer) in would change the status stored for its
+    /// copy on `target`. A copy not stored yet has no status: an answer without one (or
+    /// with `null`) is no news.
+    pub fn status_is_news(&self, target: &str, object: &DynamicObject) -> bool {
+        let incoming = object.data.get("status").filter(|s| !s.is_null());
+        let stored = read(&self.inner)
+            .objects
+            .get(&copy_ref(target, object))
+            .and_then(|(stored, _)| stored.status())
+            .filter(|s| !s.is_null());
+        stored.as_ref() != incoming
+    }
+
     /// A (re)list of `target` completed; its items went in one by one through
     /// [`DownstreamStore::apply`] as they arrived and `listed` holds where they are. Forgets
     /// the copies on `target` the list did not return and marks the target listed. Returns
@@ -756,5 +769,44 @@ mod tests {
         assert!(!store.status_differs("cluster-1", &copy(json!({}), 2)));
         assert!(store.status_differs("cluster-1", &copy(json!({"replicas": 1}), 1)));
         assert!(store.status_differs("cluster-2", &copy(json!({}), 1)));
+    }
+
+    #[test]
+    fn a_write_answer_with_a_status_the_store_lacks_is_news() {
+        // A Service's create answer carries `status.loadBalancer`; no later event brings it
+        // (the watch event of that version is an echo), so the reconcile must see it as news.
+        let store = DownstreamStore::default();
+        let key = UpstreamKey::new("ws", "demo", "web");
+        let copy = |status: Option<serde_json::Value>| -> DynamicObject {
+            let mut object = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": key.downstream_namespace(),
+                    "labels": identity_labels(&key, "uid-1", "owner-1"),
+                    "annotations": identity_annotations(&key, None)},
+                "spec": {"ports": [{"port": 80}]},
+            });
+            if let Some(status) = status {
+                object["status"] = status;
+            }
+            serde_json::from_value(object).expect("object")
+        };
+        let balanced = || Some(json!({"loadBalancer": {}}));
+        // Nothing stored: an answer without a status (or with null) is no news, one with a
+        // status is.
+        assert!(!store.status_is_news("cluster-1", &copy(None)));
+        assert!(!store.status_is_news("cluster-1", &copy(Some(serde_json::Value::Null))));
+        assert!(store.status_is_news("cluster-1", &copy(balanced())));
+        // Stored with that status: the same status again is no news, another one is.
+        store.apply("cluster-1", copy(balanced()));
+        assert!(!store.status_is_news("cluster-1", &copy(balanced())));
+        assert!(store.status_is_news(
+            "cluster-1",
+            &copy(Some(
+                json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}})
+            ))
+        ));
+        assert!(store.status_is_news("cluster-1", &copy(None)));
+        // Another target's copy is its own.
+        assert!(store.status_is_news("cluster-2", &copy(balanced())));
     }
 }

@@ -675,11 +675,15 @@ async fn a_workspace_deleting_its_binding_loses_its_copies_through_the_finalizer
             )
             .await?;
         }
-        let log = s.ferry.log();
-        ensure!(
-            log.contains("workspace unbound the export"),
-            "Ferry did not log the unbinding"
-        );
+        // The binding's delete event comes on its own watch, which may lag behind the
+        // copies' deletions on a loaded machine: wait for it rather than look once.
+        eventually("Ferry to log the unbinding", CONVERGE, || async {
+            Ok(s.ferry
+                .log()
+                .contains("workspace unbound the export")
+                .then_some(()))
+        })
+        .await?;
 
         // The other workspace is untouched and keeps syncing.
         s.apply_deployment(1, "after", 1, &[]).await?;
