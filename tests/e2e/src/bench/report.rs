@@ -272,7 +272,10 @@ mod tests {
                 outcome("raw-finalizer-floor", 40.0),
             ],
         );
-        assert!(table.contains("| vs floor | vs finalizer floor |"), "{table}");
+        assert!(
+            table.contains("| vs floor | vs finalizer floor |"),
+            "{table}"
+        );
         assert!(table.contains("| 50 | 0.50x | 1.25x |"), "{table}");
         assert!(table.contains("| 40 | 0.40x | 1.00x |"), "{table}");
     }

@@ -97,9 +97,9 @@ fn kind(name: &str, agent_command: Option<&PathBuf>) -> Result<Kind> {
                 "api-syncagent needs --agent-command (cargo xtask bench sync passes it)",
             )?,
         },
-        other => bail!(
-            "unknown engine {other:?}: ferry, ferry-2, api-syncagent, raw or raw-finalizer"
-        ),
+        other => {
+            bail!("unknown engine {other:?}: ferry, ferry-2, api-syncagent, raw or raw-finalizer")
+        }
     })
 }
 
