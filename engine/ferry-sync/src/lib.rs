@@ -561,68 +561,8 @@ impl Connected {
     }
 }
 
-/// Status writes that follow their reconcile ([`Next::StatusToFollow`]) one worker keeps in
-/// flight while it reconciles other keys; at this bound it takes no new key until one is
-/// answered. (kcp's writes are bounded and paced on their own, [`KcpClients::writes`].)
-const FOLLOWING_STATUSES_PER_WORKER: usize = 4;
-
-/// What a status write that follows its reconcile hands back: the key's lease and how the
-/// run ended.
-type Following = futures::future::BoxFuture<'static, (queue::Lease<UpstreamKey>, Outcome)>;
-
 async fn worker(sync: Arc<ResourceSync>, queue: WorkQueue<UpstreamKey>, gate: Arc<Gate>) {
-    let writer = sync.clone();
-    let settled = sync.clone();
-    run_worker(
-        queue,
-        gate,
-        |key| {
-            let sync = sync.clone();
-            async move { sync.reconcile(&key).await }
-        },
-        move |status| {
-            let sync = writer.clone();
-            async move { sync.write_following_status(status).await }
-        },
-        move |key| {
-            if !settled.upstream.contains(key) && settled.downstream.count_copies_of(key) == 0 {
-                settled.forget(key);
-            }
-        },
-    )
-    .await;
-}
-
-/// One worker: takes keys from `queue` and runs `reconcile` on each (one at a time), lets
-/// statuses that follow their reconcile ([`Next::StatusToFollow`]) be written by
-/// `write_status` while it goes on (at most [`FOLLOWING_STATUSES_PER_WORKER`]), and calls
-/// `done` on a key whose reconcile left nothing to do. Generic so that the order of one
-/// key's writes can be tested without clusters.
-async fn run_worker<Rec, RecFut, Wri, WriFut>(
-    queue: WorkQueue<UpstreamKey>,
-    gate: Arc<Gate>,
-    reconcile: Rec,
-    write_status: Wri,
-    done: impl Fn(&UpstreamKey),
-) where
-    Rec: Fn(UpstreamKey) -> RecFut,
-    RecFut: std::future::Future<Output = Result<Next, SyncError>>,
-    Wri: Fn(reconcile::FollowingStatus) -> WriFut,
-    WriFut: std::future::Future<Output = Result<(), SyncError>> + Send + 'static,
-{
-    // Each holds its key's lease until kcp answered its status write: the queue gives a
-    // leased key to nobody, so no later reconcile of that object starts (or writes) before
-    // its status is written, and a change meanwhile runs the key once more afterwards.
-    let mut following = futures::stream::FuturesUnordered::<Following>::new();
-    loop {
-        let lease = tokio::select! {
-            Some((lease, outcome)) = following.next() => {
-                queue.done(lease, outcome);
-                continue;
-            }
-            lease = queue.next(), if following.len() < FOLLOWING_STATUSES_PER_WORKER => lease,
-        };
-        let Some(lease) = lease else { break };
+    while let Some(lease) = queue.next().await {
         let key = lease.0.clone();
         // Another replica's logical cluster: not ours to write (it is enqueued again if
         // this replica gains it).
@@ -630,42 +570,17 @@ async fn run_worker<Rec, RecFut, Wri, WriFut>(
             queue.done(lease, Outcome::Done);
             continue;
         };
-        let result = {
-            let run = async {
-                tokio::select! {
-                    result = reconcile(key.clone()) => result,
-                    // Handed over meanwhile: stop at once; the new owner reconciles it again.
-                    _ = permit.revoked() => Ok(Next::Done),
-                }
-            };
-            tokio::pin!(run);
-            // Statuses already on their way are handed back meanwhile: their keys must not
-            // wait for this reconcile.
-            loop {
-                tokio::select! {
-                    result = &mut run => break result,
-                    Some((lease, outcome)) = following.next() => queue.done(lease, outcome),
-                }
-            }
+        let result = tokio::select! {
+            result = sync.reconcile(&key) => result,
+            // Handed over meanwhile: stop at once; the new owner reconciles it again.
+            _ = permit.revoked() => Ok(Next::Done),
         };
+        drop(permit);
         let outcome = match result {
-            Ok(Next::StatusToFollow(status)) => {
-                let write = write_status(*status);
-                following.push(Box::pin(async move {
-                    let outcome = tokio::select! {
-                        written = write => match written {
-                            Ok(()) => Outcome::Done,
-                            Err(_) => Outcome::Backoff,
-                        },
-                        _ = permit.revoked() => Outcome::Done,
-                    };
-                    drop(permit);
-                    (lease, outcome)
-                }));
-                continue;
-            }
             Ok(Next::Done) => {
-                done(&key);
+                if !sync.upstream.contains(&key) && sync.downstream.count_copies_of(&key) == 0 {
+                    sync.forget(&key);
+                }
                 Outcome::Done
             }
             Ok(Next::Wait) => Outcome::Backoff,
@@ -674,12 +589,6 @@ async fn run_worker<Rec, RecFut, Wri, WriFut>(
             Err(SyncError::Plugin(hook)) if !hook.transient => Outcome::Done,
             Err(_) => Outcome::Backoff,
         };
-        drop(permit);
-        queue.done(lease, outcome);
-    }
-    // Shutting down: no new key, but the statuses on their way are written (the drain waits
-    // for this task) before the Lease can go to another process.
-    while let Some((lease, outcome)) = following.next().await {
         queue.done(lease, outcome);
     }
 }
@@ -1293,160 +1202,6 @@ async fn watch_endpoint_slice(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    mod following_status {
-        use std::sync::Mutex;
-
-        use tokio::sync::Semaphore;
-
-        use super::*;
-        use crate::reconcile::FollowingStatus;
-        use crate::store::Upstream;
-
-        type Log = Arc<Mutex<Vec<String>>>;
-
-        fn key(name: &str) -> UpstreamKey {
-            UpstreamKey::new("lc-a", "demo", name)
-        }
-
-        fn following(key: UpstreamKey) -> FollowingStatus {
-            FollowingStatus {
-                key,
-                upstream: Upstream {
-                    object: Arc::new(super::object(Some("u1"), Some("1"))),
-                    shard: Arc::from("https://shard"),
-                },
-                value: serde_json::json!({"replicas": 0}),
-                began: std::time::Instant::now(),
-            }
-        }
-
-        /// A worker whose reconcile of a key logs `reconcile <name>` and, the first time for
-        /// each key, leaves a status to follow; each status write waits for a permit of
-        /// `release`, then logs `status <name>`.
-        fn start(
-            queue: &WorkQueue<UpstreamKey>,
-            log: &Log,
-            release: &Arc<Semaphore>,
-        ) -> tokio::task::JoinHandle<()> {
-            let (reconciles, writes) = (log.clone(), log.clone());
-            let release = release.clone();
-            let seen = Arc::new(Mutex::new(HashSet::new()));
-            tokio::spawn(run_worker(
-                queue.clone(),
-                Gate::everything(),
-                move |key: UpstreamKey| {
-                    let (log, seen) = (reconciles.clone(), seen.clone());
-                    async move {
-                        log.lock()
-                            .expect("not poisoned")
-                            .push(format!("reconcile {}", key.name));
-                        let first = seen.lock().expect("not poisoned").insert(key.name.clone());
-                        Ok(if first {
-                            Next::StatusToFollow(Box::new(following(key)))
-                        } else {
-                            Next::Done
-                        })
-                    }
-                },
-                move |status: FollowingStatus| {
-                    let (log, release) = (writes.clone(), release.clone());
-                    async move {
-                        release.acquire().await.expect("open").forget();
-                        log.lock()
-                            .expect("not poisoned")
-                            .push(format!("status {}", status.key.name));
-                        Ok(())
-                    }
-                },
-                |_| {},
-            ))
-        }
-
-        async fn until(log: &Log, entries: usize) -> Vec<String> {
-            for _ in 0..500 {
-                let now = log.lock().expect("not poisoned").clone();
-                if now.len() >= entries {
-                    return now;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            panic!("the log stayed at {:?}", log.lock().expect("not poisoned"));
-        }
-
-        #[tokio::test]
-        async fn a_later_reconcile_of_a_key_waits_for_its_status_while_other_keys_go_on() {
-            let queue = WorkQueue::new(Duration::from_millis(1), Duration::from_millis(10));
-            let (log, release): (Log, _) = (Log::default(), Arc::new(Semaphore::new(0)));
-            let worker = start(&queue, &log, &release);
-            queue.add(key("a"));
-            assert_eq!(until(&log, 1).await, ["reconcile a"]);
-            // a's status is on its way (held back); a changes, and b arrives.
-            queue.add(key("a"));
-            queue.add(key("b"));
-            // b is reconciled while a's status is still unanswered: the worker is free...
-            assert_eq!(until(&log, 2).await, ["reconcile a", "reconcile b"]);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // ...but a's next reconcile (which could write) waits for a's status.
-            assert_eq!(
-                log.lock().expect("not poisoned").len(),
-                2,
-                "{:?}",
-                log.lock().expect("not poisoned")
-            );
-            release.add_permits(1);
-            let order = until(&log, 4).await;
-            let status_a = order.iter().position(|e| e == "status a").expect("written");
-            let again = order
-                .iter()
-                .rposition(|e| e == "reconcile a")
-                .expect("rerun");
-            assert!(status_a < again, "{order:?}");
-            // The rerun (a change arrived while the status was on its way) came once.
-            release.add_permits(1);
-            let all = until(&log, 5).await;
-            assert_eq!(
-                all.iter().filter(|e| *e == "reconcile a").count(),
-                2,
-                "{all:?}"
-            );
-            queue.shutdown();
-            worker.await.expect("worker ends");
-        }
-
-        #[tokio::test]
-        async fn a_worker_keeps_a_bounded_number_of_statuses_on_their_way() {
-            let queue = WorkQueue::new(Duration::from_millis(1), Duration::from_millis(10));
-            let (log, release): (Log, _) = (Log::default(), Arc::new(Semaphore::new(0)));
-            let worker = start(&queue, &log, &release);
-            let keys = FOLLOWING_STATUSES_PER_WORKER + 1;
-            for i in 0..keys {
-                queue.add(key(&format!("k{i}")));
-            }
-            until(&log, FOLLOWING_STATUSES_PER_WORKER).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // At the bound the worker takes no new key.
-            assert_eq!(
-                log.lock().expect("not poisoned").len(),
-                FOLLOWING_STATUSES_PER_WORKER,
-                "{:?}",
-                log.lock().expect("not poisoned")
-            );
-            release.add_permits(1);
-            // One status answered: one more key is taken.
-            until(&log, FOLLOWING_STATUSES_PER_WORKER + 2).await;
-            // Shutting down writes the statuses still on their way before the worker ends.
-            queue.shutdown();
-            release.add_permits(keys);
-            worker.await.expect("worker ends");
-            let all = log.lock().expect("not poisoned").clone();
-            assert_eq!(
-                all.iter().filter(|e| e.starts_with("status")).count(),
-                keys,
-                "{all:?}"
-            );
-        }
-    }
 
     fn status(code: u16) -> Box<kube::core::Status> {
         Box::new(kube::core::Status::failure("x", "NotFound").with_code(code))

@@ -322,24 +322,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the status write may follow the rest of the plan instead of going beside it:
-    /// the status of a live object whose reconcile creates a copy (a new object, or one new
-    /// on a target), and whose other upstream writes (the finalizer, added first) do not
-    /// wait for it. The executor then answers the worker without waiting for kcp's answer to
-    /// the status ([`crate::reconcile::Next::StatusToFollow`]); the key stays leased until
-    /// the status is written, so no later reconcile of the object writes before it. Never
-    /// for a deletion (finalizer released or held) nor beside a change of the
-    /// missing-dependencies annotation, whose writes keep their order.
-    pub fn status_can_follow(&self) -> bool {
-        matches!(self.status, StatusPlan::Write { .. })
-            && matches!(self.finalizer, FinalizerPlan::Add | FinalizerPlan::Keep)
-            && self.missing_annotation == MissingPlan::Keep
-            && self
-                .copies
-                .iter()
-                .any(|c| matches!(c.action, CopyAction::Create { .. }))
-    }
-
     /// Whether carrying it out would send any mutating request.
     pub fn writes(&self) -> bool {
         matches!(self.finalizer, FinalizerPlan::Add | FinalizerPlan::Release)

@@ -71,33 +71,13 @@ enum Precondition<'a> {
 }
 
 /// What to do after a reconcile that did not fail.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// Nothing until the next event or resync.
     Done,
     /// Something is in progress (copies being deleted, a target's first list): look again
     /// with backoff. A normal state, not an error.
     Wait,
-    /// Done but for the status write ([`Plan::status_can_follow`]): the finalizer and the
-    /// applies are answered; the status is written by
-    /// [`ResourceSync::write_following_status`] while the worker takes other keys.
-    ///
-    /// Order of one object's writes: the finalizer was answered before this exists (so the
-    /// status follows it), and whoever runs the write holds the key's queue lease until kcp
-    /// answers it: no later reconcile of the object can start, let alone write, before then.
-    /// A change meanwhile marks the key dirty and runs it once more afterwards, on the
-    /// latest state (the latest status wins; nothing older is ever sent after it).
-    StatusToFollow(Box<FollowingStatus>),
-}
-
-/// A status write that follows its reconcile (see [`Next::StatusToFollow`]).
-#[derive(Debug)]
-pub struct FollowingStatus {
-    pub(crate) key: UpstreamKey,
-    pub(crate) upstream: Upstream,
-    pub(crate) value: Value,
-    /// When the reconcile that planned it took its view (the status latency's clock).
-    pub(crate) began: std::time::Instant,
 }
 
 /// Clients for kcp virtual-workspace URLs: one per URL (each shard's virtual workspace),
@@ -356,97 +336,57 @@ impl ResourceSync {
                 if dependency {
                     self.record_skipped(key, &plan);
                 }
-                self.execute(&plan, upstream.as_ref(), started).await
+                self.execute(&plan, upstream.as_ref()).await
             }
             Err(err) => Err(err),
         };
         let outcome = match &result {
-            Ok(Next::Done | Next::StatusToFollow(_)) => "ok",
+            Ok(Next::Done) => "ok",
             Ok(Next::Wait) => "waiting",
             Err(_) => "error",
         };
         self.metrics
             .reconciled(&self.name, outcome, started.elapsed());
-        let copies_done = matches!(result, Ok(Next::Done | Next::StatusToFollow(_)));
-        if copies_done && let Some(latency) = self.propagation.settle(key, started, true) {
+        let finished = matches!(result, Ok(Next::Done));
+        if finished && let Some(latency) = self.propagation.settle(key, started, true) {
             self.metrics.propagated(&self.name, latency);
         }
-        // A status still to follow settles when it is written.
-        let finished = matches!(result, Ok(Next::Done));
         if let Some(latency) = self.status_lag.settle(key, started, finished) {
             self.metrics.status_propagated(&self.name, latency);
         }
         match &result {
             Ok(_) => self.events.clear(&self.name, key),
-            Err(err) => self.report_failure(key, upstream.as_ref(), err).await,
+            Err(err) => {
+                self.metrics
+                    .reconcile_failed(&self.name, &err.metric_kind());
+                tracing::warn!(error = %err, "reconcile failed");
+                if let Some(upstream) = &upstream
+                    && let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster)
+                {
+                    let uid = upstream.object.metadata.uid.as_deref();
+                    self.events
+                        .warn(
+                            client,
+                            &self.name,
+                            &self.api,
+                            key,
+                            uid,
+                            err.reason(),
+                            &err.to_string(),
+                            &self.metrics,
+                        )
+                        .await;
+                }
+            }
         }
         result
     }
 
-    /// A failed reconcile (or status write): counted, logged, and an Event on the object.
-    async fn report_failure(
-        &self,
-        key: &UpstreamKey,
-        upstream: Option<&Upstream>,
-        err: &SyncError,
-    ) {
-        self.metrics
-            .reconcile_failed(&self.name, &err.metric_kind());
-        tracing::warn!(error = %err, "reconcile failed");
-        if let Some(upstream) = upstream
-            && let Ok(client) = self.kcp.scoped(&upstream.shard, &key.cluster)
-        {
-            let uid = upstream.object.metadata.uid.as_deref();
-            self.events
-                .warn(
-                    client,
-                    &self.name,
-                    &self.api,
-                    key,
-                    uid,
-                    err.reason(),
-                    &err.to_string(),
-                    &self.metrics,
-                )
-                .await;
-        }
-    }
-
-    /// Writes the status a reconcile left to follow it ([`Next::StatusToFollow`]). The
-    /// caller holds the key's queue lease until this returns (the order of the object's
-    /// writes depends on it); on failure the key backs off and its next reconcile plans the
-    /// status again.
-    pub async fn write_following_status(&self, status: FollowingStatus) -> Result<(), SyncError> {
-        let FollowingStatus {
-            key,
-            upstream,
-            value,
-            began,
-        } = status;
-        let span = object_span(&self.name, &key, None);
-        async {
-            let result = self.write_status(&key, &upstream, &value).await;
-            if let Some(latency) = self.status_lag.settle(&key, began, result.is_ok()) {
-                self.metrics.status_propagated(&self.name, latency);
-            }
-            if let Err(err) = &result {
-                self.report_failure(&key, Some(&upstream), err).await;
-            }
-            result
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Carries `plan` out. Every step that can run does; the errors are collected. A status
-    /// that can follow ([`Plan::status_can_follow`]) is not written here but returned
-    /// ([`Next::StatusToFollow`]) when everything else succeeded; `began` is when the plan's
-    /// view was taken.
+    /// Carries `plan` out. Every step that can run does; the errors are collected.
     pub async fn execute(
         &self,
         plan: &Plan,
         upstream: Option<&Upstream>,
-        began: std::time::Instant,
     ) -> Result<Next, SyncError> {
         let key = &plan.key;
         let mut errors: Vec<SyncError> = plan
@@ -487,13 +427,10 @@ impl ResourceSync {
         });
         // The status goes up while the copies are applied: it was aggregated from the copies
         // as the plan saw them, so it does not wait for these applies, and the reconcile
-        // costs one round trip less (the key behind it waits that much less). A new object's
-        // status can even follow after the worker is answered (kcp is the slow server, and
-        // the copy exists by then): held back here, returned below.
-        let follow = plan.status_can_follow();
+        // costs one round trip less (the key behind it waits that much less).
         let status = async {
             match (&plan.status, upstream) {
-                (StatusPlan::Write { value }, Some(upstream)) if !follow => {
+                (StatusPlan::Write { value }, Some(upstream)) => {
                     self.write_status(key, upstream, value).await
                 }
                 _ => Ok(()),
@@ -514,21 +451,6 @@ impl ResourceSync {
         {
             errors.push(err);
         }
-        // A status held back follows only a reconcile that otherwise succeeded; after a
-        // failure or with something in progress it is written here, as before.
-        let mut following = None;
-        if follow && let (StatusPlan::Write { value }, Some(upstream)) = (&plan.status, upstream) {
-            if errors.is_empty() && !wait {
-                following = Some(FollowingStatus {
-                    key: key.clone(),
-                    upstream: upstream.clone(),
-                    value: value.clone(),
-                    began,
-                });
-            } else if let Err(err) = self.write_status(key, upstream, value).await {
-                errors.push(err);
-            }
-        }
         match &plan.finalizer {
             FinalizerPlan::Release if errors.is_empty() => {
                 if let Some(upstream) = upstream {
@@ -546,10 +468,7 @@ impl ResourceSync {
         }
         match errors.len() {
             0 if wait => Ok(Next::Wait),
-            0 => Ok(match following {
-                Some(status) => Next::StatusToFollow(Box::new(status)),
-                None => Next::Done,
-            }),
+            0 => Ok(Next::Done),
             1 => Err(errors.remove(0)),
             _ => Err(SyncError::Several(errors)),
         }

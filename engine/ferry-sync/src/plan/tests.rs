@@ -598,65 +598,6 @@ fn status_equal_up_to_number_spelling_is_unchanged() {
 }
 
 #[test]
-fn only_a_new_copys_status_may_follow_its_reconcile_and_never_a_deletions() {
-    let fake = Fake {
-        status: Box::new(|_| Ok(Some(json!({"replicas": 0})))),
-        ..Fake::default()
-    };
-    // A new object: finalizer first, copies created, status to write: the status may follow.
-    let new = plan(
-        &snapshot(Some(upstream(json!({"replicas": 2}), false, false, None))),
-        &fake,
-        cx(),
-    );
-    assert_eq!(new.finalizer, FinalizerPlan::Add);
-    assert!(matches!(new.status, StatusPlan::Write { .. }));
-    assert!(new.status_can_follow(), "{new:#?}");
-    // Its copies exist: a status change alone is written beside nothing, by the reconcile.
-    let mut synced = snapshot(Some(live()));
-    synced.copies = vec![applied_copy(&new, "c1"), applied_copy(&new, "c2")];
-    let update = plan(&synced, &fake, cx());
-    assert_eq!(
-        actions(&update),
-        pairs(&[("c1", "unchanged"), ("c2", "unchanged")])
-    );
-    assert!(matches!(update.status, StatusPlan::Write { .. }));
-    assert!(!update.status_can_follow());
-    // A copy new on one target only (placement grew): it may follow.
-    synced.copies = vec![applied_copy(&new, "c1")];
-    let grown = plan(&synced, &fake, cx());
-    assert_eq!(
-        actions(&grown),
-        pairs(&[("c1", "unchanged"), ("c2", "create")])
-    );
-    assert!(grown.status_can_follow());
-    // Nothing to write: nothing follows.
-    let settled = plan(
-        &snapshot(Some(upstream(
-            json!({"replicas": 2}),
-            true,
-            false,
-            Some(json!({"replicas": 0})),
-        ))),
-        &fake,
-        cx(),
-    );
-    assert_eq!(settled.status, StatusPlan::Unchanged);
-    assert!(!settled.status_can_follow());
-    // Being deleted: the finalizer's release keeps its place after everything else.
-    let deleting = plan(
-        &snapshot(Some(upstream(json!({"replicas": 2}), true, true, None))),
-        &fake,
-        cx(),
-    );
-    assert!(!deleting.status_can_follow(), "{deleting:#?}");
-    // Beside a change of the missing-dependencies annotation: kept in order with it.
-    let mut missing = new.clone();
-    missing.missing_annotation = MissingPlan::Set("configmaps/x".into());
-    assert!(!missing.status_can_follow());
-}
-
-#[test]
 fn a_failing_status_plugin_is_reported_without_stopping_the_copies() {
     let fake = Fake {
         status: Box::new(|_| Err(failure(Hook::AggregateStatus))),
