@@ -94,11 +94,12 @@ struct MemoryArgs {
 /// Options of `cargo xtask bench sync`; the defaults take about 15 minutes on 2 cores.
 #[derive(clap::Args)]
 struct SyncArgs {
-    /// Engines, in order: ferry (one target), ferry-2 (two), api-syncagent, raw (the floor).
+    /// Engines, in order: ferry (one target), ferry-2 (two), api-syncagent, raw (the floor),
+    /// raw-finalizer (the floor that adds a finalizer through kcp before each copy).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ferry,ferry-2,api-syncagent,raw"
+        default_value = "ferry,ferry-2,api-syncagent,raw,raw-finalizer"
     )]
     engines: Vec<String>,
     /// Objects (Deployments) per engine.

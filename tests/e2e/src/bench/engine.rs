@@ -12,6 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::raw;
 use super::run::Plan;
 use crate::ferry::{self, Ferry, FerryOptions};
 use crate::kcp::{self, KcpAdmin, Workspace};
@@ -27,6 +28,9 @@ pub enum Kind {
     /// The floor: this process watches upstream and applies each copy straight to the first
     /// cluster (and each copy's status straight back), nothing else.
     Raw,
+    /// The floor that keeps invariant I3: [`Kind::Raw`], but each object gets a finalizer
+    /// through kcp before its copy is applied.
+    RawFinalizer,
 }
 
 impl Kind {
@@ -37,6 +41,7 @@ impl Kind {
             Kind::Ferry { targets } => format!("ferry-{targets}-targets"),
             Kind::ApiSyncagent { .. } => "api-syncagent".into(),
             Kind::Raw => "raw-floor".into(),
+            Kind::RawFinalizer => "raw-finalizer-floor".into(),
         }
     }
 
@@ -46,6 +51,11 @@ impl Kind {
             Kind::Ferry { targets } => &CLUSTERS[..(*targets).clamp(1, CLUSTERS.len())],
             _ => &CLUSTERS[..1],
         }
+    }
+
+    /// Whether the engine is one of the floors, which run inside the benchmark.
+    pub fn is_floor(&self) -> bool {
+        matches!(self, Kind::Raw | Kind::RawFinalizer)
     }
 
     /// The upstream `status.readyReplicas` the engine makes of every copy having `ready`.
@@ -88,6 +98,7 @@ enum Process {
     Raw {
         admin: Box<KcpAdmin>,
         target: kube::Client,
+        floor: raw::Floor,
         writes: Arc<AtomicU64>,
         tasks: Vec<tokio::task::JoinHandle<()>>,
     },
@@ -156,9 +167,16 @@ impl Engine {
                     },
                 )
             }
-            Kind::Raw => {
+            Kind::Raw | Kind::RawFinalizer => {
                 let provider = ferry::platform(admin, &format!("bench-{key}-{suffix}")).await?;
                 let tenants = ferry_tenants(admin, &provider, &key, suffix, workspaces).await?;
+                let floor = if kind == Kind::RawFinalizer {
+                    raw::Floor::Finalizer {
+                        url: export_url(admin, &provider).await?,
+                    }
+                } else {
+                    raw::Floor::Bare
+                };
                 let namespaces = tenants
                     .iter()
                     .map(|t| format!("raw-{}", t.logical_cluster))
@@ -170,6 +188,7 @@ impl Engine {
                     Process::Raw {
                         admin: Box::new(admin.clone()),
                         target,
+                        floor,
                         writes: Arc::default(),
                         tasks: Vec::new(),
                     },
@@ -211,14 +230,16 @@ impl Engine {
             Process::Raw {
                 admin,
                 target,
+                floor,
                 writes,
                 tasks,
             } => {
-                *tasks = crate::bench::raw::start(
+                *tasks = raw::start(
                     admin,
                     target,
                     &self.tenants,
                     &self.copy_namespaces,
+                    floor,
                     writes.clone(),
                 )
                 .await?;
@@ -292,7 +313,7 @@ impl Engine {
         match self.kind {
             Kind::Ferry { .. } => Some("ferry/"),
             Kind::ApiSyncagent { .. } => Some("api-syncagent/"),
-            Kind::Raw => None,
+            Kind::Raw | Kind::RawFinalizer => None,
         }
     }
 
@@ -327,6 +348,31 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The URL of `provider`'s export `kubernetes` in its virtual workspace (what an engine
+/// watches and writes through), once a binding made kcp publish it.
+async fn export_url(admin: &KcpAdmin, provider: &Workspace) -> Result<String> {
+    let slices: Api<DynamicObject> = Api::all_with(
+        admin.workspace(&provider.path)?,
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("apis.kcp.io", "v1alpha1", "APIExportEndpointSlice"),
+            "apiexportendpointslices",
+        ),
+    );
+    eventually(
+        "the export's endpoint slice to list a URL",
+        Duration::from_secs(60),
+        || async {
+            let slice = slices.get("kubernetes").await?;
+            Ok(slice
+                .data
+                .pointer("/status/endpoints/0/url")
+                .and_then(|u| u.as_str())
+                .map(str::to_string))
+        },
+    )
+    .await
 }
 
 /// `workspaces` tenant workspaces `bench-<key>-<i>-<suffix>` bound to `provider`'s export,
@@ -535,6 +581,9 @@ rest_client_requests_total{code=\"200\",host=\"127.0.0.1:2\",method=\"PUT\"} 9
         assert_eq!(Kind::Ferry { targets: 2 }.targets().len(), 2);
         assert_eq!(Kind::Ferry { targets: 2 }.upstream_ready(1), 2);
         assert_eq!(Kind::Raw.upstream_ready(1), 1);
+        assert_eq!(Kind::RawFinalizer.key(), "raw-finalizer-floor");
+        assert!(Kind::RawFinalizer.is_floor() && Kind::Raw.is_floor());
+        assert!(!Kind::Ferry { targets: 1 }.is_floor());
         assert_eq!(
             flag(&["--a=1".into(), "--ab=2".into()], "--ab"),
             Some("2".into())

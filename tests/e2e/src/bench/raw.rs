@@ -2,7 +2,13 @@
 //! Deployments and server-side applies each one's copy (metadata name and labels, spec) straight
 //! to the target, 16 requests in flight (Ferry's default per target); it watches the copies and
 //! merge-patches each copy's status onto its upstream object. No placement, no plugins, no
-//! finalizers, no deletes, no store beyond what the watches deliver.
+//! deletes, no store beyond what the watches deliver.
+//!
+//! Two variants ([`Floor`]): the bare floor writes nothing to kcp before a copy exists; the
+//! finalizer floor first adds a finalizer to each upstream object that lacks it, through the
+//! export's virtual workspace with a JSON patch testing `resourceVersion` (as Ferry does), and
+//! applies the copy only once that write succeeded. No engine that keeps invariant I3 (no copy
+//! without the finalizer that guarantees its deletion, docs/reliability.md) can do less.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +22,22 @@ use serde_json::{Value, json};
 use crate::ferry::deployments;
 use crate::kcp::{KcpAdmin, Workspace};
 
-/// Requests in flight towards the target.
+/// Requests in flight towards the target (with the finalizer floor: objects in flight, each
+/// a finalizer write then an apply).
 const IN_FLIGHT: usize = 16;
+
+/// The finalizer the finalizer floor adds (its own: it never touches Ferry's).
+pub const FINALIZER: &str = "bench.ferry.dev/raw-floor";
+
+/// Which floor runs.
+#[derive(Clone, Debug)]
+pub enum Floor {
+    /// Copies only: nothing is written to kcp before a copy exists.
+    Bare,
+    /// A finalizer on each upstream object before its copy, written through the export's
+    /// virtual workspace at `url` (`…/clusters/<logical cluster>` is appended per tenant).
+    Finalizer { url: String },
+}
 
 /// Starts the floor's tasks for `tenants` (copies in `namespaces`, one per tenant, on
 /// `target`); every write it makes is counted in `writes`.
@@ -26,9 +46,23 @@ pub async fn start(
     target: &kube::Client,
     tenants: &[Workspace],
     namespaces: &[String],
+    floor: &Floor,
     writes: Arc<AtomicU64>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
+    // Where the finalizer floor writes each tenant's finalizers: the virtual workspace, as an
+    // engine does (it has no access to the tenants' workspaces themselves).
+    let finalizers: Vec<Option<Api<DynamicObject>>> = tenants
+        .iter()
+        .map(|tenant| match floor {
+            Floor::Bare => Ok(None),
+            Floor::Finalizer { url } => {
+                let client =
+                    admin.client_for_url(&format!("{url}/clusters/{}", tenant.logical_cluster))?;
+                Ok(Some(Api::namespaced_with(client, "demo", &deployments())))
+            }
+        })
+        .collect::<Result<_>>()?;
     let (send, receive) = tokio::sync::mpsc::unbounded_channel::<(usize, Value)>();
     for (i, tenant) in tenants.iter().enumerate() {
         let upstream: Api<DynamicObject> =
@@ -54,10 +88,29 @@ pub async fn start(
         tokio_stream_of(receive)
             .map(|(i, object)| {
                 let api = apis[i].clone();
+                let finalizer = finalizers[i].clone();
                 let writes = apply_writes.clone();
                 async move {
                     let copy = copy_of(&object);
                     let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                    if let Some(upstream) = finalizer
+                        && let Some(patch) = finalizer_patch(&object)
+                    {
+                        // No copy without the finalizer: if the write fails (the object
+                        // changed meanwhile), its next event tries again.
+                        let patch: Patch<()> = match serde_json::from_value(patch) {
+                            Ok(operations) => Patch::Json(operations),
+                            Err(_) => return,
+                        };
+                        if upstream
+                            .patch(name, &PatchParams::default(), &patch)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        writes.fetch_add(1, Ordering::Relaxed);
+                    }
                     let params = PatchParams::apply("bench-raw").force();
                     if api.patch(name, &params, &Patch::Apply(&copy)).await.is_ok() {
                         writes.fetch_add(1, Ordering::Relaxed);
@@ -99,6 +152,25 @@ pub async fn start(
     Ok(tasks)
 }
 
+/// The JSON patch adding [`FINALIZER`] to `object`, conditional on its `resourceVersion`;
+/// `None` when it has it already.
+fn finalizer_patch(object: &Value) -> Option<Value> {
+    let finalizers = object["metadata"]["finalizers"].as_array();
+    if finalizers.is_some_and(|f| f.iter().any(|f| f == FINALIZER)) {
+        return None;
+    }
+    let add = match finalizers {
+        Some(f) if !f.is_empty() => {
+            json!({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})
+        }
+        _ => json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}),
+    };
+    Some(json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": object["metadata"]["resourceVersion"]},
+        add,
+    ]))
+}
+
 /// The copy the floor applies: what any engine must carry, nothing more.
 fn copy_of(object: &Value) -> Value {
     json!({
@@ -137,5 +209,24 @@ mod tests {
         );
         assert_eq!(copy["spec"], json!({"replicas": 0}));
         assert!(copy.get("status").is_none());
+    }
+
+    #[test]
+    fn the_finalizer_is_added_once_and_only_to_the_version_seen() {
+        let bare = json!({"metadata": {"name": "a", "resourceVersion": "7"}});
+        assert_eq!(
+            finalizer_patch(&bare),
+            Some(json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            ]))
+        );
+        let other = json!({"metadata": {"resourceVersion": "8", "finalizers": ["x"]}});
+        assert_eq!(
+            finalizer_patch(&other).expect("a patch")[1],
+            json!({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})
+        );
+        let done = json!({"metadata": {"resourceVersion": "9", "finalizers": ["x", FINALIZER]}});
+        assert_eq!(finalizer_patch(&done), None);
     }
 }

@@ -165,7 +165,7 @@ async fn phases(env: &Env, admin: &KcpAdmin, engine: &mut Engine, plan: &Plan) -
             ))
         })
         .collect::<Result<_>>()?;
-    if kind == Kind::Raw {
+    if kind.is_floor() {
         create_namespaces(env, &engine.copy_namespaces).await?;
     }
 

@@ -4,7 +4,7 @@
 //! `cargo xtask bench sync` builds everything in release mode, brings the environment up,
 //! prepares api-syncagent and runs this with `FERRY_BIN`, `FERRY_PLUGIN_DIR` and the flags below.
 //!
-//! Flags: `--engines ferry,ferry-2,api-syncagent,raw` `--objects N` `--workspaces W`
+//! Flags: `--engines ferry,ferry-2,api-syncagent,raw,raw-finalizer` `--objects N` `--workspaces W`
 //! `--rate CHANGES_PER_S` `--churn-seconds S` `--status-objects K` `--rest-seconds S`
 //! `--restart-seconds S` `--cold-limit-seconds S` (default: 120 plus 0.25 per object; an engine
 //! not converged by then goes on with the objects it copied) `--ferry-engine 'workers: 32'`
@@ -30,7 +30,7 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
-        engines: ["ferry", "ferry-2", "api-syncagent", "raw"]
+        engines: ["ferry", "ferry-2", "api-syncagent", "raw", "raw-finalizer"]
             .map(String::from)
             .to_vec(),
         plan: Plan {
@@ -102,12 +102,15 @@ fn kind(name: &str, agent_command: Option<&PathBuf>) -> Result<Kind> {
         "ferry" => Kind::Ferry { targets: 1 },
         "ferry-2" => Kind::Ferry { targets: 2 },
         "raw" => Kind::Raw,
+        "raw-finalizer" => Kind::RawFinalizer,
         "api-syncagent" => Kind::ApiSyncagent {
             command: agent_command.cloned().context(
                 "api-syncagent needs --agent-command (cargo xtask bench sync passes it)",
             )?,
         },
-        other => bail!("unknown engine {other:?}: ferry, ferry-2, api-syncagent or raw"),
+        other => {
+            bail!("unknown engine {other:?}: ferry, ferry-2, api-syncagent, raw or raw-finalizer")
+        }
     })
 }
 
