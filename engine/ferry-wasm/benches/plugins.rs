@@ -10,6 +10,11 @@
 #[allow(dead_code)]
 mod logic;
 
+/// The SDK's lazily parsed object, compiled natively for the lazy path's native figure.
+#[path = "../../../plugins/sdk/src/lazy.rs"]
+#[allow(dead_code, unused_imports)]
+mod lazy;
+
 #[path = "support/encodings.rs"]
 mod encodings;
 
@@ -158,6 +163,10 @@ fn main() {
     let instantiate_configure = measure(iterations, || {
         black_box(ReusedInstance::new(&plugin).unwrap());
     });
+    let mut warm = ReusedInstance::new(&plugin).unwrap();
+    let configure_again = measure(iterations, || {
+        warm.configure_again().unwrap();
+    });
 
     let base = native.p50;
     let base_json = native_json.p50;
@@ -193,6 +202,7 @@ fn main() {
     for (name, s) in [
         ("instantiate (InstancePre, pooling)", &instantiate),
         ("instantiate + configure", &instantiate_configure),
+        ("configure again, same instance", &configure_again),
     ] {
         println!(
             "{:<44} {:>10} {:>10} {:>10}",
@@ -281,6 +291,12 @@ fn encoding_cost(
     ];
     // Every encoding must give the native answer before its timing means anything.
     let native = logic::transform(object.clone(), origin).unwrap();
+    let lazy_out: Value =
+        serde_json::from_str(&native_lazy_transform(&object.to_string(), origin)).unwrap();
+    assert_eq!(
+        lazy_out, native,
+        "the lazy path disagrees with native Rust on Value"
+    );
     for (name, step) in &steps {
         for out in step(&probe, object, &shared, targets.len()) {
             assert_eq!(out, native, "{name} disagrees with native Rust");
@@ -303,6 +319,20 @@ fn encoding_cost(
                     v2.transform_all(context, black_box(object), &targets)
                         .unwrap(),
                 );
+            }),
+        ),
+        (
+            "native Rust, lazy path + parse (3 Values)",
+            Box::new(|| {
+                // What the plugin does, natively: text in, `LazyObject`, text out once for
+                // every target; then the host's parse of that text, one `Value` per target.
+                let text = serde_json::to_string(black_box(object)).unwrap();
+                let out = native_lazy_transform(&text, origin);
+                let value: Value = serde_json::from_str(&out).unwrap();
+                for _ in 1..targets.len() {
+                    black_box(value.clone());
+                }
+                black_box(value);
             }),
         ),
         (
@@ -405,6 +435,24 @@ fn encoding_cost(
         );
     }
     println!();
+}
+
+/// `default-transform`'s lazy path (plugins/default-transform/src/lib.rs) natively: only
+/// `kind` and `metadata` are parsed, every other member is written back as received.
+fn native_lazy_transform(text: &str, origin: &logic::Origin<'_>) -> String {
+    let mut object = lazy::LazyObject::parse(text).unwrap();
+    let kind = object.get::<Value>("kind").unwrap();
+    if logic::needs_external_ips_check(kind.as_ref().and_then(Value::as_str), false) {
+        let spec = object.get::<Value>("spec").unwrap();
+        logic::check_spec_external_ips(spec.as_ref()).unwrap();
+    }
+    object.remove("status");
+    let Some(Value::Object(mut metadata)) = object.take("metadata").unwrap() else {
+        panic!("no metadata");
+    };
+    logic::transform_metadata(&mut metadata, origin).unwrap();
+    object.insert("metadata", Value::Object(metadata));
+    object.to_json().unwrap()
 }
 
 /// What the host side of one call costs, step by step: where the JSON time goes.

@@ -301,9 +301,11 @@ impl Plugin {
                 // Answers come in any order; results go in the order of `targets`. A plugin
                 // usually applies the same text on every target: it is parsed and validated
                 // once (the same text against the same object and context validates the
-                // same way), and later targets get a copy of the result.
-                let mut validated: Vec<(String, Value)> = Vec::new();
-                Ok(targets
+                // same way), and the targets that share it get that `Value`: the last one
+                // the parsed value itself, the others a clone (a clone costs about 10 µs for
+                // a 4 KB Deployment, a parse 17 µs).
+                let mut distinct: Vec<Distinct> = Vec::new();
+                let pending: Vec<(String, Pending)> = targets
                     .iter()
                     .map(|target| {
                         let at = answered
@@ -311,28 +313,43 @@ impl Plugin {
                             .position(|(name, _)| *name == target.name)
                             .unwrap_or_default();
                         let (name, raw) = answered.swap_remove(at);
-                        let result = match raw {
+                        let pending = match raw {
                             RawOutcome::Apply(json) => {
-                                match validated.iter().find(|(text, _)| *text == json) {
-                                    Some((_, value)) => Ok(Some(value.clone())),
-                                    None => {
-                                        let result = validate::transform(
-                                            &json,
-                                            object,
-                                            context,
-                                            &self.inner.options.transform_policy,
-                                        )
-                                        .map_err(|source| self.invalid_output(hook, source));
-                                        if let Ok(value) = &result {
-                                            validated.push((json, value.clone()));
-                                        }
-                                        result.map(Some)
+                                match distinct.iter().position(|d| d.text == json) {
+                                    Some(at) => {
+                                        distinct[at].uses += 1;
+                                        Pending::Shared(at)
                                     }
+                                    None => match validate::transform(
+                                        &json,
+                                        object,
+                                        context,
+                                        &self.inner.options.transform_policy,
+                                    ) {
+                                        Ok(value) => {
+                                            distinct.push(Distinct {
+                                                text: json,
+                                                value: Some(value),
+                                                uses: 1,
+                                            });
+                                            Pending::Shared(distinct.len() - 1)
+                                        }
+                                        Err(source) => {
+                                            Pending::Done(Err(self.invalid_output(hook, source)))
+                                        }
+                                    },
                                 }
                             }
-                            other => self.validate_outcome(context, object, other),
+                            other => Pending::Done(self.validate_outcome(context, object, other)),
                         };
-                        (name, result)
+                        (name, pending)
+                    })
+                    .collect();
+                Ok(pending
+                    .into_iter()
+                    .map(|(name, pending)| match pending {
+                        Pending::Done(result) => (name, result),
+                        Pending::Shared(at) => (name, Ok(distinct[at].hand_out())),
                     })
                     .collect())
             },
@@ -668,6 +685,35 @@ impl Plugin {
             },
         }
     }
+}
+
+/// One distinct `apply` text of a transform answer, validated, and how many targets still
+/// wait for its value.
+struct Distinct {
+    text: String,
+    value: Option<Value>,
+    uses: usize,
+}
+
+impl Distinct {
+    /// The value for one more target: a clone while others still wait, the value itself for
+    /// the last.
+    fn hand_out(&mut self) -> Option<Value> {
+        self.uses -= 1;
+        if self.uses == 0 {
+            self.value.take()
+        } else {
+            self.value.clone()
+        }
+    }
+}
+
+/// A target's transform result while the answer is being validated.
+enum Pending {
+    /// Validated already (or failed): the result.
+    Done(Result<Option<Value>, CallError>),
+    /// The value of `Distinct` number `.0`.
+    Shared(usize),
 }
 
 /// The object as the JSON text every hook receives. Serialising into a byte vector is

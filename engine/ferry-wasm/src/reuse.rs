@@ -49,6 +49,34 @@ impl ReusedInstance {
         })
     }
 
+    /// Runs `configure` once more on the kept instance: `configure` without what only the
+    /// first call on a fresh instance pays (the guest allocator's first memory growth, first
+    /// touch of its pages), to tell the two apart in the benchmark.
+    #[doc(hidden)]
+    pub fn configure_again(&mut self) -> Result<(), CallError> {
+        let hook = Hook::Configure;
+        let plugin = self.plugin.name().to_owned();
+        if self.poisoned {
+            return Err(CallError::Busy { plugin, hook });
+        }
+        let guest = self.plugin.guest();
+        if !guest.exports(hook) {
+            return Ok(());
+        }
+        match guest.configure(&mut self.store, &self.instance, self.plugin.config_json()) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(CallError::Plugin {
+                plugin,
+                hook,
+                source,
+            }),
+            Err(e) => {
+                self.poisoned = true;
+                Err(self.plugin.classify(hook, e, self.store.data()))
+            }
+        }
+    }
+
     /// Runs `transform` for one target on the kept instance; JSON text in and out,
     /// unvalidated. `Ok(None)` is a skip.
     pub fn transform_json(

@@ -48,6 +48,7 @@ pub mod bindings {
 
 mod config;
 mod error;
+mod lazy;
 pub mod log;
 mod transform;
 pub mod v0_1;
@@ -58,6 +59,7 @@ pub use bindings::ferry::sync::types::{
 };
 pub use config::NoConfig;
 pub use error::Error;
+pub use lazy::LazyObject;
 pub use transform::{Outcome, TargetOutcome};
 
 use bindings::exports::ferry::sync::{config as config_hook, dependencies, placement, status};
@@ -114,6 +116,24 @@ pub trait Plugin: 'static {
         transform::per_target(targets, |target| {
             Self::transform(config, context, object.clone(), target)
         })
+    }
+
+    /// `transform` on the object's JSON text as the host sent it. The default parses the
+    /// whole text into a `Value` and calls [`Plugin::transform_all`].
+    ///
+    /// Override it when the plugin reads or edits only a few top-level members: parse the
+    /// text with [`LazyObject`], which builds values only for the members asked for and
+    /// writes the others back verbatim, and answer with [`Outcome::ApplyJson`] (e.g.
+    /// [`TargetOutcome::apply_json_everywhere`]). For a 4 KB Deployment whose `metadata`
+    /// alone changes this saves most of the guest's parse and write (`default-transform`
+    /// does it; docs/plugins.md "Boundary cost").
+    fn transform_json(
+        config: &Self::Config,
+        context: &Context,
+        object: &str,
+        targets: &[Target],
+    ) -> Result<Vec<TargetOutcome>, Error> {
+        Self::transform_all(config, context, &parse(object)?, targets)
     }
 
     /// `aggregate-status`: the upstream status, or `None` to leave it untouched.
@@ -232,7 +252,7 @@ impl<A: Adapter> bindings::exports::ferry::sync::transform::Guest for A {
         targets: Vec<Target>,
     ) -> Result<Vec<transform::RawTargetOutcome>, PluginError> {
         hook::<A::Plugin, _>(|c| {
-            let outcomes = A::Plugin::transform_all(c, &context, &parse(&object)?, &targets)?;
+            let outcomes = A::Plugin::transform_json(c, &context, &object, &targets)?;
             Ok(transform::into_raw(outcomes))
         })
     }

@@ -21,6 +21,11 @@ pub enum Outcome {
     /// once for all of them, where `Apply` with a clone per target writes it once per target
     /// (see [`TargetOutcome::apply_everywhere`]).
     ApplyShared(Rc<Value>),
+    /// Apply this object, already written as JSON text (e.g. by [`crate::LazyObject`]),
+    /// shared with other targets (the same `Rc`). The SDK passes the text on as it is; the
+    /// host validates it like any answer (it must be a JSON object of the same type, name
+    /// and mapped namespace).
+    ApplyJson(Rc<str>),
     /// Leave the target without a copy (an existing copy is removed).
     Skip,
     /// This target cannot be served; the others still are. An existing copy is kept.
@@ -51,6 +56,21 @@ impl TargetOutcome {
     }
 }
 
+impl TargetOutcome {
+    /// The same object, written as JSON text once, applied on every target: one
+    /// [`Outcome::ApplyJson`] each, sharing the text.
+    pub fn apply_json_everywhere(targets: &[Target], json: String) -> Vec<TargetOutcome> {
+        let json: Rc<str> = json.into();
+        targets
+            .iter()
+            .map(|target| TargetOutcome {
+                target: target.name.clone(),
+                outcome: Outcome::ApplyJson(Rc::clone(&json)),
+            })
+            .collect()
+    }
+}
+
 /// The WIT form of every outcome. A shared object is written once (its text is copied to the
 /// other targets); an object that cannot be written fails only its own targets.
 pub(crate) fn into_raw(outcomes: Vec<TargetOutcome>) -> Vec<RawTargetOutcome> {
@@ -75,6 +95,7 @@ pub(crate) fn into_raw(outcomes: Vec<TargetOutcome>) -> Vec<RawTargetOutcome> {
                         }
                     }
                 }
+                Outcome::ApplyJson(json) => RawOutcome::Apply(json.as_ref().to_owned()),
                 Outcome::Skip => RawOutcome::Skip,
                 Outcome::Failed(e) => RawOutcome::Failed(e.into()),
             };
@@ -220,6 +241,21 @@ mod tests {
                 "boom".into()
             ))
         );
+    }
+
+    #[test]
+    fn json_text_applied_everywhere_crosses_unchanged_to_every_target() {
+        let targets = [target("a"), target("b")];
+        let json = r#"{"kind" : "ConfigMap"}"#;
+        let raw = into_raw(TargetOutcome::apply_json_everywhere(
+            &targets,
+            json.to_owned(),
+        ));
+        let names: Vec<&str> = raw.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        for r in &raw {
+            assert_eq!(r.outcome, RawOutcome::Apply(json.into()), "not rewritten");
+        }
     }
 
     #[test]
