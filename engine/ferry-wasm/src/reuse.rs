@@ -8,7 +8,7 @@ use wasmtime::component::Instance;
 
 use crate::error::CallError;
 use crate::plugin::{CallState, Plugin};
-use crate::versions::RawOutcome;
+use crate::versions::{HookResult, RawOutcome};
 
 /// A configured instance reused across `transform` calls. After any failure it is
 /// poisoned and refuses further calls, as a trapped instance must never run again.
@@ -63,18 +63,8 @@ impl ReusedInstance {
         if !guest.exports(hook) {
             return Ok(());
         }
-        match guest.configure(&mut self.store, &self.instance, self.plugin.config_json()) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(CallError::Plugin {
-                plugin,
-                hook,
-                source,
-            }),
-            Err(e) => {
-                self.poisoned = true;
-                Err(self.plugin.classify(hook, e, self.store.data()))
-            }
-        }
+        let result = guest.configure(&mut self.store, &self.instance, self.plugin.config_json());
+        self.settle(hook, result)
     }
 
     /// Runs `transform` for one target on the kept instance; JSON text in and out,
@@ -101,18 +91,24 @@ impl ReusedInstance {
             object,
             std::slice::from_ref(target),
         );
-        match result {
-            Ok(Ok(mut outcomes)) => match outcomes.pop().map(|(_, o)| o) {
-                Some(RawOutcome::Apply(json)) => Ok(Some(json)),
-                Some(RawOutcome::Skip) | None => Ok(None),
-                Some(RawOutcome::Failed(source)) => Err(CallError::Plugin {
-                    plugin,
-                    hook,
-                    source,
-                }),
-            },
-            Ok(Err(source)) => Err(CallError::Plugin {
+        match self.settle(hook, result)?.pop().map(|(_, o)| o) {
+            Some(RawOutcome::Apply(json)) => Ok(Some(json)),
+            Some(RawOutcome::Skip) | None => Ok(None),
+            Some(RawOutcome::Failed(source)) => Err(CallError::Plugin {
                 plugin,
+                hook,
+                source,
+            }),
+        }
+    }
+
+    /// A guest call's result on the kept instance: the plugin's own error as such; a trap
+    /// (or any other runtime failure) poisons the instance.
+    fn settle<T>(&mut self, hook: Hook, result: HookResult<T>) -> Result<T, CallError> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(CallError::Plugin {
+                plugin: self.plugin.name().to_owned(),
                 hook,
                 source,
             }),
