@@ -55,14 +55,10 @@ impl ReusedInstance {
     #[doc(hidden)]
     pub fn configure_again(&mut self) -> Result<(), CallError> {
         let hook = Hook::Configure;
-        let plugin = self.plugin.name().to_owned();
-        if self.poisoned {
-            return Err(CallError::Busy { plugin, hook });
-        }
-        let guest = self.plugin.guest();
-        if !guest.exports(hook) {
+        if !self.callable(hook)? {
             return Ok(());
         }
+        let guest = self.plugin.guest();
         let result = guest.configure(&mut self.store, &self.instance, self.plugin.config_json());
         self.settle(hook, result)
     }
@@ -77,13 +73,10 @@ impl ReusedInstance {
     ) -> Result<Option<String>, CallError> {
         let hook = Hook::Transform;
         let plugin = self.plugin.name().to_owned();
-        if self.poisoned {
-            return Err(CallError::Busy { plugin, hook });
-        }
-        let guest = self.plugin.guest();
-        if !guest.exports(hook) {
+        if !self.callable(hook)? {
             return Err(CallError::HookNotExported { plugin, hook });
         }
+        let guest = self.plugin.guest();
         let result = guest.transform(
             &mut self.store,
             &self.instance,
@@ -100,6 +93,17 @@ impl ReusedInstance {
                 source,
             }),
         }
+    }
+
+    /// Whether the component exports `hook`; an error once the instance is poisoned.
+    fn callable(&self, hook: Hook) -> Result<bool, CallError> {
+        if self.poisoned {
+            return Err(CallError::Busy {
+                plugin: self.plugin.name().to_owned(),
+                hook,
+            });
+        }
+        Ok(self.plugin.guest().exports(hook))
     }
 
     /// A guest call's result on the kept instance: the plugin's own error as such; a trap
