@@ -58,7 +58,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 pub use error::SyncError;
-pub use plugins::{HookError, PluginChain};
+pub use plugins::{HookError, PluginChain, Transformed};
 pub use settings::{KcpSettings, ResourceSettings, SyncSettings, TargetSettings};
 
 use ferry_core::identity::{self, UpstreamKey};

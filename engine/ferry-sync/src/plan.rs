@@ -35,7 +35,7 @@ use crate::dependencies::{
     describe, merge, place_by_dependents, placement_fingerprint,
 };
 use crate::desired::{Changes, compare, digest, prepare};
-use crate::plugins::{HookError, PluginChain};
+use crate::plugins::{HookError, PluginChain, Transformed};
 use crate::store::CopyRef;
 use crate::workspaces::Workspace;
 
@@ -185,15 +185,15 @@ pub enum DeleteReason {
 pub enum CopyAction {
     /// No copy (in Ferry's view): create it, refusing to take over anything already there.
     Create {
-        /// The body to apply.
+        /// The body to apply (targets that get the same body share it).
         #[serde(skip)]
-        body: Value,
+        body: Arc<Value>,
     },
     /// The copy differs: apply, pinned to the copy's UID.
     Update {
-        /// The body to apply.
+        /// The body to apply (targets that get the same body share it).
         #[serde(skip)]
-        body: Value,
+        body: Arc<Value>,
         /// UID of the live copy.
         #[serde(skip)]
         live_uid: String,
@@ -477,11 +477,16 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         .filter(|view| view.reachable && chosen.contains(view.target.name.as_str()))
         .map(|view| view.target.clone())
         .collect();
-    let mut transformed: BTreeMap<String, Result<Option<Value>, HookError>> = to_transform
-        .iter()
-        .map(|target| target.name.clone())
-        .zip(plugins.transform_all(&context, &value, &to_transform))
-        .collect();
+    let ready = |body: &mut Value| {
+        prepare(body, key, &uid, cx.owner, &namespace, cx.workspace_path());
+    };
+    let mut transformed = prepared_once(
+        to_transform
+            .iter()
+            .map(|target| target.name.clone())
+            .zip(plugins.transform_all(&context, &value, &to_transform)),
+        ready,
+    );
     for view in &snapshot.targets {
         let name = view.target.name.as_str();
         let here: Vec<&(CopyRef, Arc<DynamicObject>)> = snapshot
@@ -541,9 +546,13 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
         }
         let transformed = transformed.remove(name).unwrap_or_else(|| {
             // transform_all answered fewer targets than asked: a chain bug, not a plugin's.
-            plugins.transform(&context, &value, &view.target)
+            let copy = plugins.transform(&context, &value, &view.target)?;
+            Ok(copy.map(|mut body| {
+                ready(&mut body);
+                Arc::new(body)
+            }))
         });
-        let mut desired = match transformed {
+        let desired = match transformed {
             Ok(Some(desired)) => desired,
             Ok(None) => {
                 if here.is_empty() {
@@ -565,14 +574,6 @@ pub fn plan(snapshot: &Snapshot, plugins: &dyn PluginChain, cx: PlanContext<'_>)
                 continue;
             }
         };
-        prepare(
-            &mut desired,
-            key,
-            &uid,
-            cx.owner,
-            &namespace,
-            cx.workspace_path(),
-        );
         let copy_name = desired
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -860,3 +861,45 @@ fn release_or_hold(snapshot: &Snapshot, copies: &[CopyPlan]) -> FinalizerPlan {
 
 #[cfg(test)]
 mod tests;
+
+/// Each target's transform answer, with every object to apply made ready by `prepare` once
+/// per distinct object: a plugin that gives several targets the same object (the usual
+/// case) is answered with one shared `Value`, so the engine prepares and digests it once
+/// and no target pays for a copy of it.
+fn prepared_once(
+    answers: impl Iterator<Item = (String, Transformed)>,
+    prepare: impl Fn(&mut Value),
+) -> BTreeMap<String, Transformed> {
+    // First the distinct objects, each held once, so that each can be prepared in place.
+    let mut distinct: Vec<Arc<Value>> = Vec::new();
+    let indexed: Vec<(String, Result<Option<usize>, HookError>)> = answers
+        .map(|(name, answer)| {
+            let at = answer.map(|copy| {
+                copy.map(
+                    |body| match distinct.iter().position(|seen| Arc::ptr_eq(seen, &body)) {
+                        Some(at) => at,
+                        None => {
+                            distinct.push(body);
+                            distinct.len() - 1
+                        }
+                    },
+                )
+            });
+            (name, at)
+        })
+        .collect();
+    let prepared: Vec<Arc<Value>> = distinct
+        .into_iter()
+        .map(|body| {
+            // Nobody else holds it any more (the chain answered and let go), so this takes
+            // it without a copy; a chain that kept a handle costs one clone, not a mistake.
+            let mut body = Arc::unwrap_or_clone(body);
+            prepare(&mut body);
+            Arc::new(body)
+        })
+        .collect();
+    indexed
+        .into_iter()
+        .map(|(name, at)| (name, at.map(|at| at.map(|at| Arc::clone(&prepared[at])))))
+        .collect()
+}

@@ -1,8 +1,15 @@
 //! The engine's view of a resource's plugin chain. The engine depends on this trait only;
 //! the binary implements it on top of the Wasm runtime, and unit tests on plain closures.
 
+use std::sync::Arc;
+
 use ferry_core::{CallErrorKind, Downstream, Hook, ObjectContext, ObjectRef, Target};
 use serde_json::Value;
+
+/// One target's answer of [`PluginChain::transform_all`]: the object to apply there, `None`
+/// to leave the target out, or the failure. Targets that got the same object may share one
+/// `Value` (the engine then prepares it once and applies it on each).
+pub type Transformed = Result<Option<Arc<Value>>, HookError>;
 
 /// A failed hook call, as the engine reports it (Event reason, metric label, log).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
@@ -66,16 +73,17 @@ pub trait PluginChain: Send + Sync + 'static {
 
     /// The object on every placed target, one result per target in the order of `targets`.
     /// A contract v0.2.0 transform plugin answers all targets in one call (one
-    /// serialisation of the object per reconcile); the default asks per target.
+    /// serialisation of the object per reconcile), and targets it gave the same object
+    /// share one `Value`; the default asks per target.
     fn transform_all(
         &self,
         context: &ObjectContext,
         object: &Value,
         targets: &[Target],
-    ) -> Vec<Result<Option<Value>, HookError>> {
+    ) -> Vec<Transformed> {
         targets
             .iter()
-            .map(|target| self.transform(context, object, target))
+            .map(|target| Ok(self.transform(context, object, target)?.map(Arc::new)))
             .collect()
     }
 

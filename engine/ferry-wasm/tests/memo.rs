@@ -38,11 +38,11 @@ fn three() -> Vec<Target> {
         .collect()
 }
 
-fn objects(results: Vec<(String, Result<Option<Value>, ferry_wasm::CallError>)>) -> Vec<Value> {
+fn objects(results: Vec<ferry_wasm::TargetResult>) -> Vec<Value> {
     results
         .into_iter()
         .map(|(name, r)| match r {
-            Ok(Some(object)) => object,
+            Ok(Some(object)) => Value::clone(&object),
             other => panic!("{name}: {other:?}"),
         })
         .collect()
@@ -64,6 +64,35 @@ fn an_unchanged_transform_is_answered_without_a_call_and_with_the_same_objects()
         assert_eq!(count(&calls), ran, "{name}: the second call ran the plugin");
         assert_eq!(objects(first), objects(again), "{name}");
     }
+}
+
+/// A v0.2.0 plugin that gives every target the same object is answered with one shared
+/// `Value`, from a call and from the memo alike: no target pays for a copy of it.
+#[test]
+fn targets_given_the_same_object_share_one_value() {
+    let runtime = runtime();
+    let (plugin, calls) = load(&runtime, FIXTURE, PluginOptions::default());
+    let shared = |results: &[ferry_wasm::TargetResult]| {
+        let values: Vec<&Arc<Value>> = results
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(Some(object)) => object,
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        values.windows(2).all(|w| Arc::ptr_eq(w[0], w[1]))
+    };
+    let called = plugin
+        .transform_all(&context(), &deployment(), &three())
+        .expect("succeeds");
+    assert_eq!(count(&calls), 1);
+    assert!(shared(&called), "a call's answer is not shared");
+    let recalled = plugin
+        .transform_all(&context(), &deployment(), &three())
+        .expect("succeeds");
+    assert_eq!(count(&calls), 1, "the memo answers");
+    assert!(shared(&recalled), "the memo's answer is not shared");
+    assert_eq!(objects(called), objects(recalled));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! meet (neither depends on the other).
 
 use ferry_core::{CallErrorKind, Downstream, Hook, ObjectContext, ObjectRef, Target};
-use ferry_sync::{HookError, PluginChain};
+use ferry_sync::{HookError, PluginChain, Transformed};
 use ferry_wasm::{CallError, Plugin};
 use serde_json::Value;
 
@@ -84,7 +84,7 @@ impl PluginChain for WasmChain {
         context: &ObjectContext,
         object: &Value,
         targets: &[Target],
-    ) -> Vec<Result<Option<Value>, HookError>> {
+    ) -> Vec<Transformed> {
         match self.transform.transform_all(context, object, targets) {
             Ok(results) => results
                 .into_iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ferry_core::{Downstream, ObjectContext, ObjectRef, Target};
-use ferry_sync::{HookError, PluginChain};
+use ferry_sync::{HookError, PluginChain, Transformed};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -75,7 +75,7 @@ impl PluginChain for LiveChain {
         context: &ObjectContext,
         object: &Value,
         targets: &[Target],
-    ) -> Vec<Result<Option<Value>, HookError>> {
+    ) -> Vec<Transformed> {
         self.current.load().transform_all(context, object, targets)
     }
 

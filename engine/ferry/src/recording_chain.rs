@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use ferry_core::{Downstream, ObjectContext, ObjectRef, Target};
-use ferry_sync::{HookError, PluginChain};
+use ferry_sync::{HookError, PluginChain, Transformed};
 use serde_json::Value;
 
 /// One hook call for the recorded object.
@@ -137,9 +137,11 @@ impl PluginChain for RecordingChain {
         object: &Value,
         target: &Target,
     ) -> Result<Option<Value>, HookError> {
-        self.transform_all(context, object, std::slice::from_ref(target))
+        let result = self
+            .transform_all(context, object, std::slice::from_ref(target))
             .pop()
-            .unwrap_or(Ok(None))
+            .unwrap_or(Ok(None));
+        Ok(result?.map(Arc::unwrap_or_clone))
     }
 
     fn transform_all(
@@ -147,13 +149,21 @@ impl PluginChain for RecordingChain {
         context: &ObjectContext,
         object: &Value,
         targets: &[Target],
-    ) -> Vec<Result<Option<Value>, HookError>> {
+    ) -> Vec<Transformed> {
         let results = self.inner.transform_all(context, object, targets);
         if self.is_recorded(context, object) {
             self.remember(Call::Transform {
                 context: context.clone(),
                 object: object.clone(),
-                results: targets.iter().cloned().zip(results.clone()).collect(),
+                results: targets
+                    .iter()
+                    .cloned()
+                    .zip(
+                        results.iter().map(|result| {
+                            result.clone().map(|copy| copy.map(Arc::unwrap_or_clone))
+                        }),
+                    )
+                    .collect(),
             });
         }
         results

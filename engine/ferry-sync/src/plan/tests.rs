@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::desired::APPLIED;
-use crate::plugins::{HookError, PluginChain};
+use crate::plugins::{HookError, PluginChain, Transformed};
 use crate::store::CopyRef;
 
 const OWNER: &str = "owner-1";
@@ -165,7 +165,7 @@ fn applied_copy(plan: &Plan, target: &str) -> (CopyRef, Arc<DynamicObject>) {
         .find(|c| c.target == target)
         .expect("copy plan");
     let body = match &copy.action {
-        CopyAction::Create { body } | CopyAction::Update { body, .. } => body.clone(),
+        CopyAction::Create { body } | CopyAction::Update { body, .. } => Value::clone(body),
         other => panic!("not a write: {other:?}"),
     };
     copy_from_body(target, body)
@@ -747,12 +747,7 @@ impl PluginChain for OneCall {
     ) -> Result<Option<Value>, HookError> {
         panic!("the planner asked per target although the chain answers all at once")
     }
-    fn transform_all(
-        &self,
-        c: &ObjectContext,
-        o: &Value,
-        targets: &[Target],
-    ) -> Vec<Result<Option<Value>, HookError>> {
+    fn transform_all(&self, c: &ObjectContext, o: &Value, targets: &[Target]) -> Vec<Transformed> {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(targets.iter().map(|t| t.name.clone()).collect());
         }
@@ -762,7 +757,7 @@ impl PluginChain for OneCall {
                 if t.name == "c2" {
                     Err(failure(Hook::Transform))
                 } else {
-                    self.inner.transform(c, o, t)
+                    Ok(self.inner.transform(c, o, t)?.map(Arc::new))
                 }
             })
             .collect()
@@ -800,4 +795,75 @@ fn every_placed_reachable_target_is_transformed_in_one_call_with_per_target_resu
         actions(&planned),
         pairs(&[("c1", "create"), ("c2", "failed"), ("c3", "unreachable")])
     );
+}
+
+/// A chain that gives `c1` and `c2` one shared object and `c3` an equal one of its own, as
+/// the Wasm host answers when a plugin applies one text on several targets.
+struct SharedAnswer {
+    inner: Fake,
+}
+
+impl PluginChain for SharedAnswer {
+    fn place(&self, c: &ObjectContext, o: &Value, t: &[Target]) -> Result<Vec<String>, HookError> {
+        self.inner.place(c, o, t)
+    }
+    fn transform(
+        &self,
+        c: &ObjectContext,
+        o: &Value,
+        t: &Target,
+    ) -> Result<Option<Value>, HookError> {
+        self.inner.transform(c, o, t)
+    }
+    fn transform_all(&self, _: &ObjectContext, o: &Value, targets: &[Target]) -> Vec<Transformed> {
+        let shared = Arc::new(o.clone());
+        targets
+            .iter()
+            .map(|t| match t.name.as_str() {
+                "c3" => Ok(Some(Arc::new(o.clone()))),
+                _ => Ok(Some(Arc::clone(&shared))),
+            })
+            .collect()
+    }
+    fn aggregate_status(
+        &self,
+        c: &ObjectContext,
+        o: &Value,
+        d: &[Downstream],
+    ) -> Result<Option<Value>, HookError> {
+        self.inner.aggregate_status(c, o, d)
+    }
+}
+
+#[test]
+fn targets_given_one_object_share_one_prepared_body_and_others_get_their_own() {
+    let mut now = snapshot(Some(live()));
+    now.targets = targets(&["c1", "c2", "c3"]);
+    let chain = SharedAnswer {
+        inner: Fake {
+            place: Box::new(|_, _| Ok(vec!["c1".into(), "c2".into(), "c3".into()])),
+            ..Fake::default()
+        },
+    };
+    let planned = plan(&now, &chain, cx());
+    let bodies: Vec<&Arc<Value>> = planned
+        .copies
+        .iter()
+        .map(|copy| match &copy.action {
+            CopyAction::Create { body } => body,
+            other => panic!("{}: {other:?}", copy.target),
+        })
+        .collect();
+    assert_eq!(bodies.len(), 3);
+    assert!(Arc::ptr_eq(bodies[0], bodies[1]), "c1 and c2 share a body");
+    assert!(!Arc::ptr_eq(bodies[0], bodies[2]), "c3's object is its own");
+    // Each body is prepared (identity, mapped namespace, digest), and alike.
+    for body in &bodies {
+        assert!(
+            body["metadata"]["annotations"][APPLIED].is_string(),
+            "{body}"
+        );
+        assert!(body["metadata"]["namespace"].is_string(), "{body}");
+        assert_eq!(***body, **bodies[0]);
+    }
 }

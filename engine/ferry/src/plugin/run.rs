@@ -192,7 +192,10 @@ fn transform_all(
     for (target, result) in results {
         match result {
             Ok(object) => {
-                out.insert(target, object.unwrap_or(Value::Null));
+                out.insert(
+                    target,
+                    object.map_or(Value::Null, std::sync::Arc::unwrap_or_clone),
+                );
             }
             Err(e) => failed.push((target, e)),
         }
