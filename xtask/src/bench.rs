@@ -128,6 +128,10 @@ struct SyncArgs {
     /// figure says how far it got.
     #[arg(long)]
     cold_limit_seconds: Option<u64>,
+    /// Keys added to Ferry's `engine:` section, YAML flow style (e.g. `workers: 16`), to
+    /// measure a setting against the defaults; the results' plan records it.
+    #[arg(long)]
+    ferry_engine: Option<String>,
     /// A note printed with the results (e.g. what else ran on the machine). Repeatable.
     #[arg(long)]
     note: Vec<String>,
@@ -296,6 +300,9 @@ fn sync(args: SyncArgs) -> anyhow::Result<()> {
         ]);
     if let Some(limit) = args.cold_limit_seconds {
         bench.args(["--cold-limit-seconds", &limit.to_string()]);
+    }
+    if let Some(engine) = &args.ferry_engine {
+        bench.args(["--ferry-engine", engine]);
     }
     for note in &args.note {
         bench.args(["--note", note]);
