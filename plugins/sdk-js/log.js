@@ -1,6 +1,7 @@
 // Structured logging through the host's `log` import: `log.info('placed', { target: 'eu-1' })`.
-// The host keeps 32 lines of 2 KiB per call. `console.log` goes nowhere: Ferry discards
-// standard output.
+// The host keeps 32 lines of 2 KiB per call. What the runtime writes to standard output or
+// standard error also becomes log lines of the plugin, after the call, under the same
+// budget (info, or warn for standard error), without levels or fields.
 import { log as witLog } from 'ferry:sync/log@0.2.0';
 
 function emit(level, message, fields = {}) {

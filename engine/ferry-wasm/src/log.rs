@@ -56,6 +56,31 @@ impl LogSink {
         }
     }
 
+    /// What the guest wrote to a standard stream (deterministic WASI, `wasi.rs`), as log
+    /// lines under the same per-call budget: each non-blank line one event with the field
+    /// `stream`, stdout at info and stderr at warn.
+    pub(crate) fn emit_stream(&mut self, stream: &str, output: &crate::wasi::Output) {
+        let level = if stream == "stderr" {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        let fields = [("stream".to_owned(), stream.to_owned())];
+        let text = String::from_utf8_lossy(&output.bytes);
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            self.emit(level, line, &fields);
+        }
+        if output.dropped > 0 {
+            tracing::warn!(
+                plugin = self.plugin.as_str(),
+                hook = self.hook.wit_name(),
+                stream,
+                dropped = output.dropped,
+                "plugin output over the per-call budget was dropped (bytes)"
+            );
+        }
+    }
+
     pub(crate) fn finish(&self) {
         if self.dropped > 0 {
             tracing::warn!(

@@ -578,7 +578,12 @@ impl Plugin {
             }
             Ok(run(guest, &mut store, &instance)?.map_err(|e| (hook, e)))
         })();
-        store.data().log.finish();
+        let state = store.data_mut();
+        if let Some((stdout, stderr)) = state.wasi.output() {
+            state.log.emit_stream("stdout", &stdout);
+            state.log.emit_stream("stderr", &stderr);
+        }
+        state.log.finish();
         usage.peak_memory = store.data().cap.peak;
         match result {
             Ok(Ok(value)) => Ok(value),

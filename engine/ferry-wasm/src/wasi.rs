@@ -11,7 +11,9 @@
 //! - `wasi:random`: every instance reads the same byte stream ([`random_stream`]) and the same
 //!   insecure seed;
 //! - `wasi:cli`: no environment variables, no arguments, no working directory, stdin at end
-//!   of file, stdout and stderr discarded (the `log` import is the way to speak);
+//!   of file; stdout and stderr always accept what is written, and the first
+//!   [`MAX_OUTPUT`] bytes of each become the plugin's log lines after the call (`print()`
+//!   debugging works; the `log` import, with levels and fields, is the way to speak);
 //! - `wasi:filesystem`: no preopened directory, so there is nothing to open;
 //! - `wasi:sockets`: TCP, UDP and name lookups disabled (`access-denied`), every address
 //!   refused.
@@ -22,10 +24,15 @@
 //! state only when the guest first uses it: the state lives in the call's `Store`, which is
 //! fresh for every call, so nothing a guest does through WASI outlives its call.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
     WasiView,
@@ -70,6 +77,10 @@ const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 /// Most WASI resources (streams, pollables, ...) one instance may hold at once. They live in
 /// host memory, outside the guest's memory cap; a runtime needs a handful.
 const MAX_RESOURCES: usize = 4096;
+
+/// Bytes of stdout and of stderr kept per call (host memory, outside the guest's cap); what
+/// a guest writes beyond that is counted and reported, never refused.
+pub const MAX_OUTPUT: usize = 16 * 1024;
 
 /// The WASI interface whose waiting functions are denied (the version wasmtime-wasi links;
 /// guests importing an older 0.2 version get the same definitions).
@@ -153,12 +164,25 @@ pub(crate) struct WasiSlot(Option<Box<WasiState>>);
 struct WasiState {
     ctx: WasiCtx,
     table: ResourceTable,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl WasiSlot {
+    /// What the guest wrote to stdout and stderr during the call, if it used WASI at all.
+    pub(crate) fn output(&self) -> Option<(Output, Output)> {
+        let state = self.0.as_ref()?;
+        Some((state.stdout.take(), state.stderr.take()))
+    }
 }
 
 impl WasiState {
     /// The context of every instance: the same clocks and random bytes, nothing else.
     fn deterministic() -> Self {
+        let (stdout, stderr) = (Captured::default(), Captured::default());
         let ctx = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .wall_clock(FixedWallClock)
             .monotonic_clock(FixedMonotonicClock)
             .secure_random(Deterministic::new(random_stream()))
@@ -171,7 +195,80 @@ impl WasiState {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        Self { ctx, table }
+        Self {
+            ctx,
+            table,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// What a guest wrote to one standard stream in a call: the first [`MAX_OUTPUT`] bytes, and
+/// how many more there were.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Output {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) dropped: usize,
+}
+
+/// A standard stream that keeps what is written to it. Every write succeeds, whatever its
+/// size: a guest that prints behaves exactly as one that does not (a full or failing stdout
+/// would make CPython raise), so printing cannot change a plugin's answer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Output>>);
+
+impl Captured {
+    fn append(&self, bytes: &[u8]) {
+        let mut output = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = MAX_OUTPUT.saturating_sub(output.bytes.len());
+        let kept = bytes.len().min(room);
+        output.bytes.extend_from_slice(&bytes[..kept]);
+        output.dropped += bytes.len() - kept;
+    }
+
+    fn take(&self) -> Output {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl IsTerminal for Captured {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Captured {
+    /// WASI 0.3's form of the stream, which Ferry does not link (it grants 0.2 only): a
+    /// stream that takes nothing, should that ever change unnoticed.
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(MemoryOutputPipe::new(0))
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Captured {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for Captured {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // As much as the guest likes to write in one go (wasi-io's own cap per write).
+        Ok(64 * 1024)
     }
 }
 
@@ -257,6 +354,24 @@ mod tests {
         assert!(!is_granted("wasi:random/random@0.3.0"));
         assert!(!is_granted("wasi:random/random"));
         assert!(!is_granted("ferry:sync/log@0.2.0"));
+    }
+
+    #[test]
+    fn a_standard_stream_keeps_its_first_bytes_and_counts_the_rest() {
+        let stream = Captured::default();
+        let mut handle = stream.p2_stream();
+        handle
+            .write(Bytes::from_static(b"hello\n"))
+            .expect("a write succeeds");
+        handle
+            .write(Bytes::from(vec![b'x'; MAX_OUTPUT]))
+            .expect("a write past the budget succeeds too");
+        assert!(handle.check_write().expect("always writable") > 0);
+        let output = stream.take();
+        assert_eq!(output.bytes.len(), MAX_OUTPUT);
+        assert!(output.bytes.starts_with(b"hello\n"));
+        assert_eq!(output.dropped, 6);
+        assert_eq!(stream.take(), Output::default(), "taken once");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -179,4 +180,47 @@ fn limits_not_set_take_the_defaults_of_the_guest_kind() {
         wasi.limits(),
         Limits::for_guest(GuestKind::LanguageRuntime).deadline(deadline)
     );
+}
+
+/// A log destination for one test: what the runtime logs, as text.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a guest prints is not lost: each line becomes a log line of the plugin (stdout at
+/// info), and printing changes nothing about the call (the probe's answer is the same).
+#[test]
+fn what_a_guest_prints_becomes_a_log_line_of_the_plugin() {
+    let runtime = runtime();
+    let plugin = importer(&runtime, LimitOverrides::default());
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let answer = tracing::subscriber::with_default(subscriber, || {
+        probe(&plugin, "read").expect("the probe runs")
+    });
+    assert!(answer.ends_with("stdout=true"), "{answer}");
+    let text = String::from_utf8(logs.0.lock().expect("logs lock").clone()).expect("UTF-8");
+    let line = text
+        .lines()
+        .find(|line| line.contains("probing"))
+        .unwrap_or_else(|| panic!("the printed line is not logged:\n{text}"));
+    for part in ["INFO", "wasi-importer", "place", "stdout"] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
 }

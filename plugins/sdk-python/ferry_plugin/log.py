@@ -1,6 +1,7 @@
 """Structured logging through the host's `log` import: `log.info("placed", target="eu-1")`.
-The host keeps 32 lines of 2 KiB per call. `print` goes nowhere: standard output is
-discarded by Ferry."""
+The host keeps 32 lines of 2 KiB per call. What `print` writes to standard output (or
+standard error) also becomes log lines of the plugin, after the call, under the same
+budget (info, or warn for standard error), without levels or fields."""
 
 from wit_world.imports import log as _wit
 
