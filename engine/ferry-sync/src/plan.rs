@@ -859,9 +859,6 @@ fn release_or_hold(snapshot: &Snapshot, copies: &[CopyPlan]) -> FinalizerPlan {
     FinalizerPlan::Release
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Each target's transform answer, with every object to apply made ready by `prepare` once
 /// per distinct object: a plugin that gives several targets the same object (the usual
 /// case) is answered with one shared `Value`, so the engine prepares and digests it once
@@ -903,3 +900,6 @@ fn prepared_once(
         .map(|(name, at)| (name, at.map(|at| at.map(|at| Arc::clone(&prepared[at])))))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
