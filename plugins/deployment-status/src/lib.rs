@@ -1,7 +1,8 @@
 //! `deployment-status`: the upstream Deployment's status as if all its copies were one
 //! Deployment. Replica counts are summed; conditions are merged per type (the worst status
 //! wins, messages name the targets); `observedGeneration` is the upstream generation once
-//! every copy has observed its own latest spec.
+//! every copy has observed its own latest spec. A new object gets no status until a copy
+//! reports one.
 //!
 //! Configuration: none (`null`).
 
@@ -29,6 +30,15 @@ impl Plugin for DeploymentStatus {
     ) -> Result<Option<Value>, Error> {
         // Not placed anywhere: nothing to say; the previous status stays.
         if downstream.is_empty() {
+            return Ok(None);
+        }
+        // Nothing observed yet: no copy reports a status and none was ever written upstream.
+        // Kubernetes gives a new Deployment no status until its controller has observed it;
+        // neither does this plugin. Zeros written now would say nothing and cost a kcp write
+        // per new object, on the path of every first sync; the copies' controllers report
+        // soon, and that status is written then. Once a status is upstream, copies that
+        // report nothing (moved, recreated) do bring it to zero.
+        if !downstream.iter().any(|d| reports(d.object.as_ref())) && !reports(Some(object)) {
             return Ok(None);
         }
         let mut copies: Vec<(&str, Option<&Value>)> = downstream
@@ -73,6 +83,14 @@ impl Plugin for DeploymentStatus {
         }
         Ok(Some(Value::Object(status)))
     }
+}
+
+/// Whether `object` carries a status with anything in it.
+fn reports(object: Option<&Value>) -> bool {
+    object
+        .and_then(|o| o.get("status"))
+        .and_then(Value::as_object)
+        .is_some_and(|status| !status.is_empty())
 }
 
 fn observed_latest(object: &Value) -> bool {
