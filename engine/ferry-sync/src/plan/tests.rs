@@ -727,12 +727,52 @@ fn the_workspace_context_reaches_every_hook_and_its_path_is_recorded_on_the_copy
 
 mod dependencies;
 
+/// How a [`OneCall`] chain answers the targets of its one call.
+type Answer = fn(&Fake, &ObjectContext, &Value, &[Target]) -> Vec<Transformed>;
+
 /// A chain that answers every target in one `transform_all` call, as a v0.2.0 plugin does,
 /// and records which targets each call was asked about.
-#[derive(Default)]
 struct OneCall {
     inner: Fake,
     calls: Mutex<Vec<Vec<String>>>,
+    answer: Answer,
+}
+
+impl OneCall {
+    fn new(inner: Fake, answer: Answer) -> Self {
+        Self {
+            inner,
+            calls: Mutex::default(),
+            answer,
+        }
+    }
+}
+
+/// `c2` fails, every other target gets `inner`'s transform.
+fn c2_fails(inner: &Fake, c: &ObjectContext, o: &Value, targets: &[Target]) -> Vec<Transformed> {
+    targets
+        .iter()
+        .map(|t| {
+            if t.name == "c2" {
+                Err(failure(Hook::Transform))
+            } else {
+                Ok(inner.transform(c, o, t)?.map(Arc::new))
+            }
+        })
+        .collect()
+}
+
+/// `c1` and `c2` get one shared object and `c3` an equal one of its own, as the Wasm host
+/// answers when a plugin applies one text on several targets.
+fn c3_apart(_: &Fake, _: &ObjectContext, o: &Value, targets: &[Target]) -> Vec<Transformed> {
+    let shared = Arc::new(o.clone());
+    targets
+        .iter()
+        .map(|t| match t.name.as_str() {
+            "c3" => Ok(Some(Arc::new(o.clone()))),
+            _ => Ok(Some(Arc::clone(&shared))),
+        })
+        .collect()
 }
 
 impl PluginChain for OneCall {
@@ -751,16 +791,7 @@ impl PluginChain for OneCall {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(targets.iter().map(|t| t.name.clone()).collect());
         }
-        targets
-            .iter()
-            .map(|t| {
-                if t.name == "c2" {
-                    Err(failure(Hook::Transform))
-                } else {
-                    Ok(self.inner.transform(c, o, t)?.map(Arc::new))
-                }
-            })
-            .collect()
+        (self.answer)(&self.inner, c, o, targets)
     }
     fn aggregate_status(
         &self,
@@ -777,13 +808,13 @@ fn every_placed_reachable_target_is_transformed_in_one_call_with_per_target_resu
     let mut now = snapshot(Some(live()));
     now.targets = targets(&["c1", "c2", "c3", "c4"]);
     now.targets[2].reachable = false;
-    let chain = OneCall {
-        inner: Fake {
+    let chain = OneCall::new(
+        Fake {
             place: Box::new(|_, _| Ok(vec!["c1".into(), "c2".into(), "c3".into()])),
             ..Fake::default()
         },
-        calls: Mutex::default(),
-    };
+        c2_fails,
+    );
     let planned = plan(&now, &chain, cx());
     // c3 does not answer, c4 is not placed: neither is asked about.
     assert_eq!(
@@ -797,54 +828,17 @@ fn every_placed_reachable_target_is_transformed_in_one_call_with_per_target_resu
     );
 }
 
-/// A chain that gives `c1` and `c2` one shared object and `c3` an equal one of its own, as
-/// the Wasm host answers when a plugin applies one text on several targets.
-struct SharedAnswer {
-    inner: Fake,
-}
-
-impl PluginChain for SharedAnswer {
-    fn place(&self, c: &ObjectContext, o: &Value, t: &[Target]) -> Result<Vec<String>, HookError> {
-        self.inner.place(c, o, t)
-    }
-    fn transform(
-        &self,
-        c: &ObjectContext,
-        o: &Value,
-        t: &Target,
-    ) -> Result<Option<Value>, HookError> {
-        self.inner.transform(c, o, t)
-    }
-    fn transform_all(&self, _: &ObjectContext, o: &Value, targets: &[Target]) -> Vec<Transformed> {
-        let shared = Arc::new(o.clone());
-        targets
-            .iter()
-            .map(|t| match t.name.as_str() {
-                "c3" => Ok(Some(Arc::new(o.clone()))),
-                _ => Ok(Some(Arc::clone(&shared))),
-            })
-            .collect()
-    }
-    fn aggregate_status(
-        &self,
-        c: &ObjectContext,
-        o: &Value,
-        d: &[Downstream],
-    ) -> Result<Option<Value>, HookError> {
-        self.inner.aggregate_status(c, o, d)
-    }
-}
-
 #[test]
 fn targets_given_one_object_share_one_prepared_body_and_others_get_their_own() {
     let mut now = snapshot(Some(live()));
     now.targets = targets(&["c1", "c2", "c3"]);
-    let chain = SharedAnswer {
-        inner: Fake {
+    let chain = OneCall::new(
+        Fake {
             place: Box::new(|_, _| Ok(vec!["c1".into(), "c2".into(), "c3".into()])),
             ..Fake::default()
         },
-    };
+        c3_apart,
+    );
     let planned = plan(&now, &chain, cx());
     let bodies: Vec<&Arc<Value>> = planned
         .copies
